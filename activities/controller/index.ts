@@ -1,0 +1,22 @@
+// Activities the controller worker runs: the cluster lock (through the Temporal client) and the store.
+import type { Client } from '@temporalio/client';
+import { lockActivities } from './lock';
+import * as store from './store';
+
+export function createControllerActivities(client: Client, controllerTaskQueue: string) {
+  return {
+    ...lockActivities(client, controllerTaskQueue),
+    beginCheckpoint: store.beginCheckpoint,
+    commitCheckpoint: store.commitCheckpoint,
+    recordResume: store.recordResume,
+    abortCheckpoint: store.abortCheckpoint,
+    findCheckpoint: store.findCheckpoint,
+    listCheckpoints: store.listCheckpoints,
+    showCheckpoint: store.showCheckpoint,
+    verifyCheckpoint: store.verifyCheckpoint,
+    deleteCheckpoint: store.deleteCheckpoint,
+    collectGarbage: store.collectGarbage,
+  };
+}
+
+export type ControllerActivities = ReturnType<typeof createControllerActivities>;

@@ -1,0 +1,322 @@
+// The checkpoint store, as seen by the controller: begin, commit, abort, find, list, verify, delete and
+// garbage-collect. Commit is the only step that makes a checkpoint exist (manifest.json, written
+// atomically); everything read back from the store is validated before it is believed.
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, stat, statfs, open } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import { z } from 'zod';
+import { describeZodError } from '../../common/errors';
+import { fsyncDir, writeFileAtomic } from '../../common/fsutil';
+import { failureRecordSchema, manifestSchema, resumeRecordSchema, type Manifest } from '../../common/manifest';
+import { CHECKPOINT_ID_PATTERN } from '../../common/names';
+import { storeLayout, type DiskChainRecord } from '../../common/store-layout';
+import { childLogger } from '../../common/logger';
+import type {
+  AbortCheckpointRequest,
+  BeginCheckpointReply,
+  BeginCheckpointRequest,
+  CheckpointSummary,
+  DeleteCheckpointRequest,
+  DeleteReport,
+  FailedCheckpointSummary,
+  FindCheckpointRequest,
+  GarbageReport,
+  ListCheckpointsReply,
+  RecordResumeRequest,
+  VerifyReport,
+} from './types';
+
+const log = childLogger('store');
+
+const diskChainSchema = z.object({ vm: z.string(), disk: z.string(), active: z.string(), backing: z.array(z.string()) }).strict();
+
+function fail(message: string, type: string): never {
+  throw ApplicationFailure.nonRetryable(message, type);
+}
+
+async function readJson(path: string): Promise<unknown> {
+  const text = await readFile(path, 'utf8');
+  try {
+    return JSON.parse(text);
+  } catch {
+    fail(`${path} is not valid JSON`, 'CorruptManifest');
+  }
+}
+
+/** Reads and validates a manifest; undefined if the file does not exist. */
+export async function readManifest(path: string): Promise<Manifest | undefined> {
+  if (!existsSync(path)) return undefined;
+  const parsed = manifestSchema.safeParse(await readJson(path));
+  if (!parsed.success) fail(describeZodError(parsed.error, `manifest ${path}`), 'CorruptManifest');
+  return parsed.data;
+}
+
+async function checkpointIds(store: string, cluster: string): Promise<string[]> {
+  try {
+    return (await readdir(storeLayout.clusterDir(store, cluster), { withFileTypes: true }))
+      .filter((e) => e.isDirectory() && CHECKPOINT_ID_PATTERN.test(e.name))
+      .map((e) => e.name);
+  } catch {
+    return [];
+  }
+}
+
+async function committedManifests(store: string, cluster: string): Promise<Manifest[]> {
+  const out: Manifest[] = [];
+  for (const id of await checkpointIds(store, cluster)) {
+    const manifest = await readManifest(storeLayout.manifest(store, cluster, id)).catch((err: unknown) => {
+      log.warn({ err, id }, 'skipping a checkpoint whose manifest does not validate');
+      return undefined;
+    });
+    if (manifest) out.push(manifest);
+  }
+  return out.sort((a, b) => a.committedAt.localeCompare(b.committedAt));
+}
+
+export async function beginCheckpoint(req: BeginCheckpointRequest): Promise<BeginCheckpointReply> {
+  const dir = storeLayout.checkpointDir(req.store, req.cluster, req.checkpointId);
+  await mkdir(storeLayout.clusterDir(req.store, req.cluster), { recursive: true, mode: 0o700 });
+  const existing = await readManifest(storeLayout.manifest(req.store, req.cluster, req.checkpointId));
+  if (existing && existing.workflowId !== req.workflowId) {
+    fail(`checkpoint ${req.checkpointId} of cluster ${req.cluster} already exists`, 'CheckpointExists');
+  }
+  // We hold the cluster lock: any other folder without a manifest is a leftover of a crash; clean it away.
+  await removePartials(req.store, req.cluster, req.checkpointId);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  // Prove the store is writable and durable here before pausing anything.
+  const probe = join(dir, '.probe');
+  const handle = await open(probe, 'w', 0o600);
+  try {
+    await handle.writeFile('vccr');
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rm(probe, { force: true });
+  fsyncDir(dir);
+  const fs = await statfs(dir);
+  return { dir, freeBytes: Number(fs.bavail) * Number(fs.bsize) };
+}
+
+async function removePartials(store: string, cluster: string, keep?: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const id of await checkpointIds(store, cluster)) {
+    if (id === keep) continue;
+    if (!existsSync(storeLayout.manifest(store, cluster, id))) {
+      await rm(storeLayout.checkpointDir(store, cluster, id), { recursive: true, force: true });
+      removed.push(id);
+      log.info({ cluster, checkpoint: id }, 'removed an uncommitted checkpoint folder');
+    }
+  }
+  return removed;
+}
+
+export async function commitCheckpoint(req: { manifest: Manifest }): Promise<{ path: string }> {
+  const parsed = manifestSchema.safeParse(req.manifest);
+  if (!parsed.success) fail(describeZodError(parsed.error, 'manifest'), 'InvalidManifest');
+  const manifest = parsed.data;
+  const { store } = manifest.spec;
+  const path = storeLayout.manifest(store, manifest.cluster, manifest.checkpointId);
+  const existing = await readManifest(path);
+  if (existing) {
+    if (existing.workflowId === manifest.workflowId) return { path }; // a retry after the commit happened
+    fail(`checkpoint ${manifest.checkpointId} already exists`, 'CheckpointExists');
+  }
+  for (const vm of manifest.vms) {
+    const file = storeLayout.stateFile(store, manifest.cluster, manifest.checkpointId, vm.name);
+    const st = await stat(file).catch(() => undefined);
+    if (!st) fail(`state file of VM ${vm.name} is missing: ${file}`, 'MissingStateFile');
+    if (st.size !== vm.state.size) fail(`state file ${file} has ${st.size} bytes, expected ${vm.state.size}`, 'StateFileSize');
+    for (const disk of vm.disks) {
+      if (!existsSync(disk.frozen)) fail(`frozen disk layer ${disk.frozen} of VM ${vm.name} is missing`, 'MissingDiskLayer');
+    }
+  }
+  await writeFileAtomic(path, JSON.stringify(manifest, null, 2) + '\n', 0o600);
+  log.info({ cluster: manifest.cluster, checkpoint: manifest.checkpointId, bytes: manifest.totalBytes }, 'checkpoint committed');
+  return { path };
+}
+
+export async function recordResume(req: RecordResumeRequest): Promise<void> {
+  const record = resumeRecordSchema.parse(req.record);
+  await writeFileAtomic(storeLayout.resumeRecord(req.store, req.cluster, record.checkpointId), JSON.stringify(record, null, 2) + '\n');
+}
+
+export async function abortCheckpoint(req: AbortCheckpointRequest): Promise<void> {
+  const dir = storeLayout.checkpointDir(req.store, req.cluster, req.checkpointId);
+  const existing = await readManifest(storeLayout.manifest(req.store, req.cluster, req.checkpointId)).catch(() => undefined);
+  if (existing && existing.workflowId !== req.workflowId) {
+    log.warn({ checkpoint: req.checkpointId }, 'not removing a checkpoint another workflow committed');
+  } else {
+    await rm(dir, { recursive: true, force: true });
+  }
+  await mkdir(storeLayout.failedDir(req.store, req.cluster), { recursive: true, mode: 0o700 });
+  const record = failureRecordSchema.parse({
+    cluster: req.cluster,
+    checkpointId: req.checkpointId,
+    workflowId: req.workflowId,
+    failedAt: new Date().toISOString(),
+    phase: req.phase,
+    reason: req.reason,
+  });
+  await writeFileAtomic(storeLayout.failedRecord(req.store, req.cluster, req.checkpointId), JSON.stringify(record, null, 2) + '\n');
+  log.warn({ cluster: req.cluster, checkpoint: req.checkpointId, phase: req.phase, reason: req.reason }, 'checkpoint failed');
+}
+
+/** The manifest of a committed checkpoint (the newest if no id), after checking its files are all there. */
+export async function findCheckpoint(req: FindCheckpointRequest): Promise<Manifest> {
+  let manifest: Manifest | undefined;
+  if (req.checkpointId) {
+    manifest = await readManifest(storeLayout.manifest(req.store, req.cluster, req.checkpointId));
+    if (!manifest) fail(`unknown checkpoint ${req.checkpointId} of cluster ${req.cluster} (no committed manifest in ${req.store})`, 'UnknownCheckpoint');
+  } else {
+    manifest = (await committedManifests(req.store, req.cluster)).at(-1);
+    if (!manifest) fail(`cluster ${req.cluster} has no committed checkpoint in ${req.store}`, 'UnknownCheckpoint');
+  }
+  if (manifest.cluster !== req.cluster || manifest.checkpointId !== (req.checkpointId ?? manifest.checkpointId)) {
+    fail(`manifest of ${req.checkpointId} names another checkpoint (${manifest.cluster}/${manifest.checkpointId})`, 'CorruptManifest');
+  }
+  const problems = await structuralProblems(req.store, manifest);
+  if (problems.length) fail(`checkpoint ${manifest.checkpointId} is damaged: ${problems.join('; ')}`, 'CorruptCheckpoint');
+  return manifest;
+}
+
+/** Missing files, wrong sizes, missing disk layers: everything short of reading the data. */
+async function structuralProblems(store: string, manifest: Manifest): Promise<string[]> {
+  const problems: string[] = [];
+  for (const vm of manifest.vms) {
+    const file = storeLayout.stateFile(store, manifest.cluster, manifest.checkpointId, vm.name);
+    const st = await stat(file).catch(() => undefined);
+    if (!st) problems.push(`state file ${file} is missing`);
+    else if (st.size !== vm.state.size) problems.push(`state file ${file} has ${st.size} bytes, the manifest says ${vm.state.size}`);
+    for (const disk of vm.disks) {
+      for (const layer of [disk.frozen, ...disk.backing]) {
+        if (!existsSync(layer)) problems.push(`disk layer ${layer} of VM ${vm.name} is missing`);
+      }
+    }
+  }
+  return problems;
+}
+
+export async function sha256File(path: string, onProgress?: (bytes: number) => void): Promise<string> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let lastBeat = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+    if (onProgress && Date.now() - lastBeat > 1000) {
+      lastBeat = Date.now();
+      onProgress(bytes);
+    }
+  }
+  return hash.digest('hex');
+}
+
+export async function listCheckpoints(req: { store: string; cluster: string }): Promise<ListCheckpointsReply> {
+  const committed: CheckpointSummary[] = (await committedManifests(req.store, req.cluster)).map((m) => ({
+    checkpointId: m.checkpointId,
+    committedAt: m.committedAt,
+    vms: m.vms.length,
+    totalBytes: m.totalBytes,
+    hosts: [...new Set(m.vms.map((vm) => vm.host))].sort(),
+  }));
+  const failed: FailedCheckpointSummary[] = [];
+  let names: string[] = [];
+  try {
+    names = await readdir(storeLayout.failedDir(req.store, req.cluster));
+  } catch {
+    names = [];
+  }
+  for (const name of names.filter((n) => n.endsWith('.json'))) {
+    const parsed = failureRecordSchema.safeParse(await readJson(join(storeLayout.failedDir(req.store, req.cluster), name)).catch(() => null));
+    if (parsed.success) failed.push({ checkpointId: parsed.data.checkpointId, failedAt: parsed.data.failedAt, phase: parsed.data.phase, reason: parsed.data.reason });
+  }
+  failed.sort((a, b) => a.failedAt.localeCompare(b.failedAt));
+  return { committed, failed };
+}
+
+export async function showCheckpoint(req: FindCheckpointRequest): Promise<{ manifest: Manifest; resume?: z.infer<typeof resumeRecordSchema> }> {
+  const manifest = await findCheckpoint(req);
+  const resumePath = storeLayout.resumeRecord(req.store, req.cluster, manifest.checkpointId);
+  const resume = existsSync(resumePath) ? resumeRecordSchema.safeParse(await readJson(resumePath)) : undefined;
+  return { manifest, ...(resume?.success ? { resume: resume.data } : {}) };
+}
+
+/** Reads every state file and compares its sha256 with the manifest's; also checks every disk layer exists. */
+export async function verifyCheckpoint(req: FindCheckpointRequest & { checkpointId: string }): Promise<VerifyReport> {
+  const manifestPath = storeLayout.manifest(req.store, req.cluster, req.checkpointId);
+  let manifest: Manifest | undefined;
+  try {
+    manifest = await readManifest(manifestPath);
+  } catch (err) {
+    return { checkpointId: req.checkpointId, ok: false, problems: [err instanceof Error ? err.message : String(err)], files: [] };
+  }
+  if (!manifest) fail(`unknown checkpoint ${req.checkpointId} of cluster ${req.cluster}`, 'UnknownCheckpoint');
+  const problems = await structuralProblems(req.store, manifest);
+  const files: VerifyReport['files'] = [];
+  for (const vm of manifest.vms) {
+    const file = storeLayout.stateFile(req.store, req.cluster, manifest.checkpointId, vm.name);
+    if (!existsSync(file)) continue;
+    const sha256 = await sha256File(file, (bytes) => heartbeat({ file, bytes }));
+    const size = (await stat(file)).size;
+    const ok = sha256 === vm.state.sha256 && size === vm.state.size;
+    if (!ok) problems.push(`state file ${file} does not match its checksum`);
+    files.push({ file, size, sha256, ok });
+  }
+  return { checkpointId: manifest.checkpointId, ok: problems.length === 0, problems, files };
+}
+
+/** Removes a committed checkpoint, then every disk layer nothing refers to any more. */
+export async function deleteCheckpoint(req: DeleteCheckpointRequest): Promise<DeleteReport & GarbageReport> {
+  const manifest = await readManifest(storeLayout.manifest(req.store, req.cluster, req.checkpointId)).catch(() => undefined);
+  const dir = storeLayout.checkpointDir(req.store, req.cluster, req.checkpointId);
+  if (!manifest && !existsSync(dir)) fail(`unknown checkpoint ${req.checkpointId} of cluster ${req.cluster}`, 'UnknownCheckpoint');
+  const removedFiles = existsSync(dir) ? (await readdir(dir)).map((f) => join(dir, f)) : [];
+  // Manifest first: from this moment the checkpoint does not exist, even if the rest is interrupted.
+  await rm(storeLayout.manifest(req.store, req.cluster, req.checkpointId), { force: true });
+  fsyncDir(dir);
+  await rm(dir, { recursive: true, force: true });
+  const garbage = await collectGarbage({ store: req.store, cluster: req.cluster });
+  return { checkpointId: req.checkpointId, removedFiles, ...garbage };
+}
+
+/**
+ * Deletes disk layers under <store>/<cluster>/_disks that no committed manifest and no running VM's chain
+ * (chain.json) refers to. Base images outside the store are never candidates.
+ */
+export async function collectGarbage(req: { store: string; cluster: string }): Promise<GarbageReport> {
+  const referenced = new Set<string>();
+  for (const m of await committedManifests(req.store, req.cluster)) {
+    for (const vm of m.vms) for (const d of vm.disks) for (const layer of [d.frozen, ...d.backing]) referenced.add(layer);
+  }
+  const disksDir = storeLayout.disksDir(req.store, req.cluster);
+  const layers: string[] = [];
+  for (const vm of await readdir(disksDir).catch(() => [] as string[])) {
+    for (const disk of await readdir(join(disksDir, vm)).catch(() => [] as string[])) {
+      const dir = join(disksDir, vm, disk);
+      const chainPath = join(dir, 'chain.json');
+      if (existsSync(chainPath)) {
+        const parsed = diskChainSchema.safeParse(await readJson(chainPath).catch(() => null));
+        if (!parsed.success) {
+          // Unknown live chain: keep everything of this disk rather than guess.
+          for (const f of await readdir(dir)) referenced.add(join(dir, f));
+          continue;
+        }
+        const chain: DiskChainRecord = parsed.data;
+        for (const layer of [chain.active, ...chain.backing]) referenced.add(layer);
+      }
+      for (const f of await readdir(dir)) if (f.endsWith('.qcow2')) layers.push(join(dir, f));
+    }
+  }
+  const removedLayers: string[] = [];
+  for (const layer of layers) {
+    if (!referenced.has(layer)) {
+      await rm(layer, { force: true });
+      removedLayers.push(layer);
+    }
+  }
+  if (removedLayers.length) log.info({ cluster: req.cluster, removed: removedLayers.length }, 'removed unreferenced disk layers');
+  return { removedLayers, removedPartials: [] };
+}

@@ -1,0 +1,98 @@
+// The host's part of a restart: check the state files, launch each VM waiting for its state, stream the
+// state in. The cluster is resumed by resumeVms once every VM of every host has loaded (the load barrier).
+import { Context, ApplicationFailure } from '@temporalio/activity';
+import { join } from 'node:path';
+import { sha256File } from '../controller/store';
+import { launchVm } from './launch';
+import { sendState } from './transfer';
+import type { HostRuntime } from './runtime';
+import type { LaunchedVm, LaunchRequest, LoadRequest, VerifyStateRequest, VmTimestamp } from './types';
+
+export async function launchVms(runtime: HostRuntime, req: LaunchRequest): Promise<LaunchedVm[]> {
+  const ctx = Context.current();
+  const beat = setInterval(() => ctx.heartbeat(), 2000);
+  try {
+    return await Promise.all(
+      req.vms.map((vm) =>
+        runtime.exclusive(vm.cluster, vm.name, () =>
+          launchVm(runtime, {
+            vm,
+            store: req.store,
+            operationId: req.operationId,
+            ...(req.restore
+              ? { restoringFrom: req.restore.checkpointId, frozen: req.restore.frozenDisks[vm.name] ?? {} }
+              : {}),
+          }),
+        ),
+      ),
+    );
+  } finally {
+    clearInterval(beat);
+  }
+}
+
+/** Reads every state file this host will load and compares it with the manifest, before anything starts. */
+export async function verifyStateFiles(_runtime: HostRuntime, req: VerifyStateRequest): Promise<Array<{ vm: string; ok: true }>> {
+  const ctx = Context.current();
+  const out: Array<{ vm: string; ok: true }> = [];
+  for (const f of req.files) {
+    const sha256 = await sha256File(f.file, (bytes) => ctx.heartbeat({ vm: f.vm, bytes }));
+    if (sha256 !== f.sha256) {
+      throw ApplicationFailure.nonRetryable(`state file ${f.file} of VM ${f.vm} does not match its checksum`, 'ChecksumMismatch');
+    }
+    out.push({ vm: f.vm, ok: true });
+  }
+  return out;
+}
+
+export async function loadVmStates(
+  runtime: HostRuntime,
+  req: LoadRequest,
+  reportProgress: (vm: string, done: number, total: number) => void,
+): Promise<VmTimestamp[]> {
+  const ctx = Context.current();
+  const beat = setInterval(() => ctx.heartbeat(), 1000);
+  try {
+    return await Promise.all(
+      req.vms.map((vm) =>
+        runtime.exclusive(req.cluster, vm.name, async () => {
+          const record = runtime.requireVm(req.cluster, vm.name);
+          const qmp = await runtime.qmp(record);
+          const { status: before } = await qmp.command('query-status');
+          if (record.restoringFrom !== req.checkpointId && before !== 'inmigrate') {
+            // Loaded by an earlier attempt whose result was lost.
+            if (before === 'paused' || before === 'running') return { name: vm.name, at: Date.now(), before };
+          }
+          if (before !== 'inmigrate') {
+            throw ApplicationFailure.nonRetryable(`VM ${vm.name} is ${before}, not waiting for its state`, 'NotIncoming');
+          }
+          const socket = join(runtime.registry.vmDir(req.cluster, vm.name), 'load.sock');
+          await qmp.command('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
+          const done = qmp.waitForEvent(
+            'MIGRATION',
+            (e) => ['completed', 'failed'].includes(String((e.data as { status?: string }).status)),
+            24 * 3600_000,
+          );
+          done.catch(() => undefined);
+          await qmp.command('migrate-incoming', { uri: `unix:${socket}` });
+          const sent = await sendState(socket, vm.file, {
+            signal: ctx.cancellationSignal,
+            onProgress: (bytes) => reportProgress(vm.name, bytes, vm.size),
+          });
+          if (sent.sha256 !== vm.sha256 || sent.size !== vm.size) {
+            throw ApplicationFailure.nonRetryable(`state file ${vm.file} changed while it was loaded (checksum mismatch)`, 'ChecksumMismatch');
+          }
+          const event = await done;
+          const status = String((event.data as { status?: string }).status);
+          if (status !== 'completed') throw new Error(`loading VM ${vm.name} failed: migration ${status}`);
+          const { restoringFrom: _done, ...loaded } = record;
+          runtime.registry.put(loaded);
+          reportProgress(vm.name, vm.size, vm.size);
+          return { name: vm.name, at: Date.now(), before };
+        }),
+      ),
+    );
+  } finally {
+    clearInterval(beat);
+  }
+}

@@ -1,0 +1,139 @@
+// The pause watchdog: whatever happens to the controller, the Temporal server or the network, a VM this
+// host paused for a checkpoint is resumed by the host itself once the cluster's pause bound has passed.
+// The lease is a file beside the VM's record, so a restarted worker re-arms it; once a checkpoint's lease
+// is released or expired, a late pause or save for that checkpoint is refused.
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ApplicationFailure } from '@temporalio/activity';
+import { z } from 'zod';
+import { writeFileAtomicSync } from '../../common/fsutil';
+import type { HostRuntime } from './runtime';
+import type { VmRecord } from './registry';
+
+const leaseSchema = z.object({
+  checkpointId: z.string(),
+  state: z.enum(['held', 'released', 'expired']),
+  pausedAt: z.number(),
+  deadline: z.number(),
+});
+export type PauseLease = z.infer<typeof leaseSchema>;
+
+export class PauseWatchdog {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+
+  constructor(private readonly runtime: HostRuntime) {}
+
+  private path(record: VmRecord): string {
+    return join(this.runtime.registry.vmDir(record.cluster, record.name), 'pause-lease.json');
+  }
+
+  read(record: VmRecord): PauseLease | undefined {
+    const path = this.path(record);
+    if (!existsSync(path)) return undefined;
+    const parsed = leaseSchema.safeParse(JSON.parse(readFileSync(path, 'utf8')));
+    return parsed.success ? parsed.data : undefined;
+  }
+
+  private write(record: VmRecord, lease: PauseLease): void {
+    writeFileAtomicSync(this.path(record), JSON.stringify(lease));
+  }
+
+  /** Called before pausing: records the lease (refusing one for a checkpoint that already ended). */
+  hold(record: VmRecord, checkpointId: string, boundMs: number): PauseLease {
+    const existing = this.read(record);
+    if (existing?.checkpointId === checkpointId) {
+      if (existing.state !== 'held') {
+        throw ApplicationFailure.nonRetryable(
+          `checkpoint ${checkpointId} already ended on VM ${record.name} (${existing.state}); not pausing it again`,
+          'CheckpointEnded',
+        );
+      }
+      this.arm(record, existing);
+      return existing;
+    }
+    const now = Date.now();
+    const lease: PauseLease = { checkpointId, state: 'held', pausedAt: now, deadline: now + boundMs };
+    this.write(record, lease);
+    this.arm(record, lease);
+    return lease;
+  }
+
+  /** Called when the VM is resumed by the protocol (or the checkpoint is abandoned). */
+  release(record: VmRecord, checkpointId: string): void {
+    const existing = this.read(record);
+    this.disarm(record);
+    if (existing?.checkpointId === checkpointId && existing.state !== 'held') return;
+    this.write(record, { checkpointId, state: 'released', pausedAt: existing?.pausedAt ?? 0, deadline: existing?.deadline ?? 0 });
+  }
+
+  /** Refuses to go on with a checkpoint whose pause is no longer held (bound passed, or ended). */
+  check(record: VmRecord, checkpointId: string): void {
+    const lease = this.read(record);
+    if (!lease || lease.checkpointId !== checkpointId || lease.state !== 'held') {
+      throw ApplicationFailure.nonRetryable(
+        `VM ${record.name} is not paused for checkpoint ${checkpointId}${lease?.checkpointId === checkpointId ? ` (lease ${lease.state})` : ''}`,
+        'NotPaused',
+      );
+    }
+    if (Date.now() >= lease.deadline) {
+      throw ApplicationFailure.nonRetryable(`the pause bound of VM ${record.name} has passed`, 'PauseBoundExceeded');
+    }
+  }
+
+  /** The VM is gone: drop its timer and lease. */
+  forget(record: VmRecord): void {
+    this.disarm(record);
+    rmSync(this.path(record), { force: true });
+  }
+
+  /** Re-arms the leases found on disk (after a worker restart). */
+  recover(): void {
+    for (const record of this.runtime.registry.list()) {
+      if (record.host !== this.runtime.hostId) continue;
+      const lease = this.read(record);
+      if (lease?.state === 'held') this.arm(record, lease);
+    }
+  }
+
+  stop(): void {
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+  }
+
+  private key(record: VmRecord): string {
+    return `${record.cluster}/${record.name}`;
+  }
+
+  private disarm(record: VmRecord): void {
+    const timer = this.timers.get(this.key(record));
+    if (timer) clearTimeout(timer);
+    this.timers.delete(this.key(record));
+  }
+
+  private arm(record: VmRecord, lease: PauseLease): void {
+    this.disarm(record);
+    const timer = setTimeout(() => void this.expire(record, lease.checkpointId), Math.max(0, lease.deadline - Date.now()));
+    timer.unref();
+    this.timers.set(this.key(record), timer);
+  }
+
+  private async expire(record: VmRecord, checkpointId: string): Promise<void> {
+    this.timers.delete(this.key(record));
+    const lease = this.read(record);
+    if (!lease || lease.checkpointId !== checkpointId || lease.state !== 'held') return;
+    this.write(record, { ...lease, state: 'expired' });
+    const log = this.runtime.log.child({ vm: record.name, cluster: record.cluster, checkpoint: checkpointId });
+    log.error('pause bound passed: resuming the VM and abandoning the checkpoint on it');
+    try {
+      // Not behind runtime.exclusive(): a save in progress must not delay this; cancelling its
+      // migration makes that save fail, which is what we want.
+      const qmp = await this.runtime.qmp(record);
+      const migration = await qmp.command('query-migrate');
+      if (migration.status === 'active' || migration.status === 'setup') await qmp.command('migrate_cancel');
+      await qmp.command('cont');
+      log.warn('VM resumed by the watchdog');
+    } catch (err) {
+      log.error({ err }, 'the watchdog could not resume the VM');
+    }
+  }
+}

@@ -1,0 +1,34 @@
+// Where things live in the checkpoint store (shared storage, same path on every host):
+//
+//   <store>/<cluster>/<checkpoint-id>/manifest.json   the commit record; without it the checkpoint does not exist
+//   <store>/<cluster>/<checkpoint-id>/<vm>.state      each VM's saved RAM + device state (QEMU migration stream)
+//   <store>/<cluster>/_disks/<vm>/<disk>/<label>.qcow2  disk layers: frozen ones belong to checkpoints,
+//                                                      the top one of each chain is the running VM's
+//   <store>/<cluster>/_disks/<vm>/<disk>/chain.json   the running VM's current chain (top layer first)
+//   <store>/<cluster>/_failed/<checkpoint-id>.json    why a checkpoint failed (it left no other trace)
+//
+// Checkpoint ids start with a letter or digit, so they never collide with the '_' folders.
+import { join } from 'node:path';
+
+export const storeLayout = {
+  clusterDir: (store: string, cluster: string) => join(store, cluster),
+  checkpointDir: (store: string, cluster: string, id: string) => join(store, cluster, id),
+  manifest: (store: string, cluster: string, id: string) => join(store, cluster, id, 'manifest.json'),
+  stateFile: (store: string, cluster: string, id: string, vm: string) => join(store, cluster, id, `${vm}.state`),
+  diskDir: (store: string, cluster: string, vm: string, disk: string) => join(store, cluster, '_disks', vm, disk),
+  diskLayer: (store: string, cluster: string, vm: string, disk: string, label: string) =>
+    join(store, cluster, '_disks', vm, disk, `${label}.qcow2`),
+  diskChain: (store: string, cluster: string, vm: string, disk: string) => join(store, cluster, '_disks', vm, disk, 'chain.json'),
+  disksDir: (store: string, cluster: string) => join(store, cluster, '_disks'),
+  resumeRecord: (store: string, cluster: string, id: string) => join(store, cluster, id, 'resume.json'),
+  failedDir: (store: string, cluster: string) => join(store, cluster, '_failed'),
+  failedRecord: (store: string, cluster: string, id: string) => join(store, cluster, '_failed', `${id}.json`),
+};
+
+/** The chain a running VM's disk currently uses (written by its host at launch, freeze and restore). */
+export interface DiskChainRecord {
+  vm: string;
+  disk: string;
+  active: string;
+  backing: string[];
+}

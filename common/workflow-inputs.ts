@@ -1,0 +1,45 @@
+// Inputs of the public workflows. Whoever starts them — our CLI, the TypeScript client, the Web UI or
+// `temporal workflow start --input '{...}'` — the workflow validates its input with these first.
+import { z } from 'zod';
+import { absolutePathSchema, checkpointIdSchema, nameSchema } from './names';
+import { clusterSpecSchema } from './spec';
+
+export const launchInputSchema = z.object({ spec: clusterSpecSchema }).strict();
+
+export const checkpointInputSchema = z
+  .object({
+    cluster: nameSchema,
+    /** Defaults to ck-<UTC date>-<time>-<random>. */
+    checkpointId: checkpointIdSchema.optional(),
+  })
+  .strict();
+
+export const restartInputSchema = z
+  .object({
+    cluster: nameSchema,
+    /** Defaults to the newest committed checkpoint. */
+    checkpointId: checkpointIdSchema.optional(),
+    /** Bring the VMs of host a back on host b: { "a": "b" }. */
+    hostMap: z.record(nameSchema, nameSchema).default({}),
+    /** Stop VMs of the cluster that still run instead of refusing. */
+    force: z.boolean().default(false),
+    /** Only needed when the cluster record is gone: where its checkpoints are. */
+    store: absolutePathSchema.optional(),
+  })
+  .strict();
+
+export const shutdownInputSchema = z
+  .object({
+    cluster: nameSchema,
+    /** quit: QEMU exits cleanly; kill: SIGKILL (as a crash would). */
+    mode: z.enum(['quit', 'kill']).default('quit'),
+  })
+  .strict();
+
+export const inspectInputSchema = z.object({ cluster: nameSchema }).strict();
+
+export type LaunchInput = z.input<typeof launchInputSchema>;
+export type CheckpointInput = z.input<typeof checkpointInputSchema>;
+export type RestartInput = z.input<typeof restartInputSchema>;
+export type ShutdownInput = z.input<typeof shutdownInputSchema>;
+export type InspectInput = z.input<typeof inspectInputSchema>;

@@ -1,0 +1,97 @@
+// The janitor remembers every process and network namespace a test run creates, so that whatever a
+// crashed or interrupted test leaves behind is removed by `sweep` at the end of the run (scripts/test.sh).
+// Records are small files in $VCCR_JANITOR_DIR; without that variable nothing is recorded.
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { identify, isAlive, terminate, type ProcessIdentity } from '../common/proc';
+
+type Record = { kind: 'process'; pid: number; startTime: string; what: string } | { kind: 'netns'; name: string } | { kind: 'path'; path: string };
+
+function dir(): string | undefined {
+  const d = process.env.VCCR_JANITOR_DIR;
+  if (d) mkdirSync(d, { recursive: true });
+  return d;
+}
+
+function keyOf(r: Record): string {
+  switch (r.kind) {
+    case 'process':
+      return `process-${r.pid}-${r.startTime}`;
+    case 'netns':
+      return `netns-${r.name}`;
+    case 'path':
+      return `path-${Buffer.from(r.path).toString('base64url')}`;
+  }
+}
+
+function remember(r: Record): void {
+  const d = dir();
+  if (d) writeFileSync(join(d, keyOf(r)), JSON.stringify(r));
+}
+
+function forget(r: Record): void {
+  const d = dir();
+  if (d) rmSync(join(d, keyOf(r)), { force: true });
+}
+
+export const janitor = {
+  trackProcess(pid: number, what: string): ProcessIdentity | undefined {
+    const id = identify(pid);
+    if (id) remember({ kind: 'process', pid, startTime: id.startTime, what });
+    return id;
+  },
+  untrackProcess(id: ProcessIdentity): void {
+    forget({ kind: 'process', pid: id.pid, startTime: id.startTime, what: '' });
+  },
+  trackNetns(name: string): void {
+    remember({ kind: 'netns', name });
+  },
+  untrackNetns(name: string): void {
+    forget({ kind: 'netns', name });
+  },
+  trackPath(path: string): void {
+    remember({ kind: 'path', path });
+  },
+  untrackPath(path: string): void {
+    forget({ kind: 'path', path });
+  },
+};
+
+/** Removes everything still recorded under `janitorDir`; returns a description of each leftover. */
+export async function sweep(janitorDir: string): Promise<string[]> {
+  const leftovers: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(janitorDir);
+  } catch {
+    return leftovers;
+  }
+  const records = names.map((n) => JSON.parse(readFileSync(join(janitorDir, n), 'utf8')) as Record);
+  // Processes first (they may hold namespaces and files open), then namespaces, then paths.
+  for (const r of records) {
+    if (r.kind === 'process' && isAlive({ pid: r.pid, startTime: r.startTime })) {
+      leftovers.push(`process ${r.pid} (${r.what})`);
+      await terminate({ pid: r.pid, startTime: r.startTime }, 'SIGKILL', 2000);
+    }
+  }
+  for (const r of records) {
+    if (r.kind === 'netns' && spawnSync('ip', ['netns', 'pids', r.name]).status === 0) {
+      leftovers.push(`network namespace ${r.name}`);
+      spawnSync('ip', ['netns', 'del', r.name]);
+    }
+  }
+  for (const r of records) {
+    if (r.kind === 'path') {
+      try {
+        readdirSync(r.path);
+        leftovers.push(`folder ${r.path}`);
+      } catch {
+        // already gone
+      }
+      rmSync(r.path, { recursive: true, force: true });
+    }
+  }
+  rmSync(janitorDir, { recursive: true, force: true });
+  return leftovers;
+}

@@ -1,0 +1,41 @@
+// The controller worker: runs VCCR's workflows and the controller activities (cluster lock, checkpoint
+// store). Any number may run against one Temporal namespace; any of them may die at any moment.
+//
+//   node dist/workers/controller.js [--address host:port] [--namespace ns] [--task-queue q]
+import { parseArgs } from 'node:util';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from '@temporalio/worker';
+import { childLogger } from '../common/logger';
+import { temporalSettings } from '../common/temporal-config';
+import { createControllerActivities } from '../activities/controller';
+import { connectClient, connectWorker, installSdkLogging, runUntilSignalled } from './runtime';
+import { ensureSearchAttributes } from './search-attributes';
+import { temporalFlagOptions, temporalFlags, exitWithUsage } from './flags';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { ...temporalFlagOptions }, strict: true });
+  const settings = temporalSettings(temporalFlags(values));
+  const log = childLogger('controller-worker', { taskQueue: settings.controllerTaskQueue });
+  installSdkLogging('controller-worker');
+
+  const client = await connectClient(settings);
+  await ensureSearchAttributes(client, settings.namespace, log);
+  const connection = await connectWorker(settings);
+  // Prefer the bundle built by `npm run build` (starts in ~1 s instead of bundling at every start).
+  const bundle = join(__dirname, '..', 'workflow-bundle.js');
+  const worker = await Worker.create({
+    connection,
+    namespace: settings.namespace,
+    taskQueue: settings.controllerTaskQueue,
+    ...(existsSync(bundle) ? { workflowBundle: { codePath: bundle } } : { workflowsPath: require.resolve('../workflows') }),
+    activities: createControllerActivities(client, settings.controllerTaskQueue),
+  });
+  log.info({ address: settings.address, namespace: settings.namespace }, 'controller worker running');
+  await runUntilSignalled(worker, log, async () => {
+    await connection.close();
+    await client.connection.close();
+  });
+}
+
+main().catch(exitWithUsage);

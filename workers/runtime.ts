@@ -1,0 +1,51 @@
+// Process-level wiring shared by the workers: SDK logs into pino, the Temporal connection, and a clean
+// shutdown on SIGINT/SIGTERM (the SDK drains in-flight tasks).
+import { NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { Connection, Client } from '@temporalio/client';
+import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
+import { rootLogger, type Logger } from '../common/logger';
+import { tlsOption, type TemporalSettings } from '../common/temporal-config';
+
+class PinoSdkLogger implements SdkLogger {
+  constructor(private readonly pino: Logger) {}
+  log(level: LogLevel, message: string, meta?: LogMetadata): void {
+    const target = level === 'TRACE' ? 'trace' : level === 'DEBUG' ? 'debug' : level === 'INFO' ? 'info' : level === 'WARN' ? 'warn' : 'error';
+    this.pino[target](meta ?? {}, message);
+  }
+  trace(message: string, meta?: LogMetadata): void { this.log('TRACE', message, meta); }
+  debug(message: string, meta?: LogMetadata): void { this.log('DEBUG', message, meta); }
+  info(message: string, meta?: LogMetadata): void { this.log('INFO', message, meta); }
+  warn(message: string, meta?: LogMetadata): void { this.log('WARN', message, meta); }
+  error(message: string, meta?: LogMetadata): void { this.log('ERROR', message, meta); }
+}
+
+export function installSdkLogging(component: string): void {
+  Runtime.install({
+    logger: new PinoSdkLogger(rootLogger.child({ component })),
+    telemetryOptions: { logging: { forward: {}, filter: { core: 'WARN', other: 'WARN' } } },
+  });
+}
+
+export async function connectWorker(settings: TemporalSettings): Promise<NativeConnection> {
+  const tls = tlsOption(settings);
+  return NativeConnection.connect({ address: settings.address, ...(tls ? { tls } : {}) });
+}
+
+export async function connectClient(settings: TemporalSettings): Promise<Client> {
+  const tls = tlsOption(settings);
+  const connection = await Connection.connect({ address: settings.address, ...(tls ? { tls } : {}) });
+  return new Client({ connection, namespace: settings.namespace });
+}
+
+/**
+ * Runs the worker until SIGINT/SIGTERM (the SDK's Runtime catches those and shuts its workers down,
+ * letting in-flight tasks finish), then closes everything else.
+ */
+export async function runUntilSignalled(worker: Worker, log: Logger, cleanup: () => Promise<void>): Promise<void> {
+  try {
+    await worker.run();
+  } finally {
+    await cleanup();
+    log.info('stopped');
+  }
+}

@@ -1,0 +1,8 @@
+// Every workflow the controller worker runs (this file is the bundle's entry point).
+export { clusterRecord } from './cluster';
+export { launchCluster } from './launch';
+export { checkpointCluster } from './checkpoint';
+export { restartCluster } from './restart';
+export { shutdownCluster } from './shutdown';
+export { inspectCluster } from './inspect';
+export { listCheckpoints, showCheckpoint, verifyCheckpoint, deleteCheckpoint } from './checkpoints';

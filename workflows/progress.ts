@@ -1,0 +1,105 @@
+// Progress of one operation: the `progress` query's answer, kept up to date as phases and VMs move on,
+// mirrored into search attributes so the Web UI can filter operations by cluster, phase and checkpoint.
+import { setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import { VCCR_CHECKPOINT_ID, VCCR_CLUSTER, VCCR_OPERATION, VCCR_PHASE } from '../common/search-attributes';
+import {
+  progressQuery,
+  transferProgressSignal,
+  type OperationKind,
+  type OperationProgress,
+  type VmPhaseState,
+} from './definitions';
+
+export class ProgressTracker {
+  readonly state: OperationProgress;
+
+  constructor(operation: OperationKind, cluster: string, checkpointId?: string) {
+    this.state = {
+      operation,
+      cluster,
+      ...(checkpointId ? { checkpointId } : {}),
+      phase: 'starting',
+      vms: {},
+      phases: {},
+      bytesDone: 0,
+      bytesTotal: 0,
+      startedAt: Date.now(),
+    };
+    setHandler(progressQuery, () => this.state);
+    setHandler(transferProgressSignal, (updates) => {
+      for (const u of updates) {
+        const vm = this.state.vms[u.vm];
+        if (!vm) continue;
+        vm.bytesDone = Math.max(vm.bytesDone, u.bytesDone);
+        vm.bytesTotal = Math.max(vm.bytesTotal, u.bytesTotal);
+      }
+      this.sumBytes();
+    });
+    this.publish();
+  }
+
+  setCheckpointId(id: string): void {
+    this.state.checkpointId = id;
+    this.publish();
+  }
+
+  addVms(placement: Record<string, string>): void {
+    for (const [name, host] of Object.entries(placement)) {
+      this.state.vms[name] = { host, state: 'pending', bytesDone: 0, bytesTotal: 0 };
+    }
+  }
+
+  /** Starts a phase (ending the previous one). */
+  phase(name: string): void {
+    const now = Date.now();
+    const previous = this.state.phases[this.state.phase];
+    if (previous && previous.end === undefined) previous.end = now;
+    this.state.phase = name;
+    this.state.phases[name] = { start: now };
+    this.publish();
+  }
+
+  endPhase(): void {
+    const current = this.state.phases[this.state.phase];
+    if (current && current.end === undefined) current.end = Date.now();
+  }
+
+  vms(names: Iterable<string>, state: VmPhaseState): void {
+    for (const name of names) {
+      const vm = this.state.vms[name];
+      if (vm) vm.state = state;
+    }
+  }
+
+  setBytes(name: string, done: number, total: number): void {
+    const vm = this.state.vms[name];
+    if (!vm) return;
+    vm.bytesDone = done;
+    vm.bytesTotal = total;
+    this.sumBytes();
+  }
+
+  fail(error: string): void {
+    this.state.error = error;
+  }
+
+  private sumBytes(): void {
+    let done = 0;
+    let total = 0;
+    for (const vm of Object.values(this.state.vms)) {
+      done += vm.bytesDone;
+      total += vm.bytesTotal;
+    }
+    this.state.bytesDone = done;
+    this.state.bytesTotal = total;
+  }
+
+  private publish(): void {
+    upsertSearchAttributes([
+      { key: VCCR_CLUSTER, value: this.state.cluster },
+      { key: VCCR_OPERATION, value: this.state.operation },
+      { key: VCCR_PHASE, value: this.state.phase },
+      ...(this.state.checkpointId ? [{ key: VCCR_CHECKPOINT_ID, value: this.state.checkpointId }] : []),
+    ]);
+  }
+}

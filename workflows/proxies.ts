@@ -1,0 +1,51 @@
+// Typed activity proxies with the timeouts and retries each protocol step needs. Host activities go to
+// the host's own task queue; a short scheduleToStartTimeout is how a dead host worker is noticed (no
+// worker polls its queue), and long steps heartbeat so a worker that dies mid-step is noticed in seconds.
+import { proxyActivities, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
+import type { Duration } from '@temporalio/common';
+import type { HostActivities } from '../activities/host';
+import type { ControllerActivities } from '../activities/controller';
+
+/** How long a host activity may wait for its worker before the host counts as unreachable. */
+export const HOST_PICKUP_TIMEOUT = '15 seconds';
+
+const quick: ActivityOptions = {
+  scheduleToStartTimeout: HOST_PICKUP_TIMEOUT,
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '2 seconds', maximumAttempts: 5 },
+};
+
+/** Steps that stream data or boot processes: they heartbeat about once a second. */
+function long(startToClose: Duration, heartbeat: Duration = '10 seconds', attempts = 3): ActivityOptions {
+  return {
+    scheduleToStartTimeout: HOST_PICKUP_TIMEOUT,
+    startToCloseTimeout: startToClose,
+    heartbeatTimeout: heartbeat,
+    retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '5 seconds', maximumAttempts: attempts },
+  };
+}
+
+export function hostActivities(taskQueue: string) {
+  return {
+    quick: proxyActivities<HostActivities>({ ...quick, taskQueue }),
+    launch: proxyActivities<HostActivities>({ ...long('5 minutes', '20 seconds'), taskQueue }),
+    transfer: (startToClose: Duration) => proxyActivities<HostActivities>({ ...long(startToClose, '5 seconds'), taskQueue }),
+  };
+}
+
+export function controllerActivities() {
+  const taskQueue = workflowInfo().taskQueue;
+  return {
+    quick: proxyActivities<ControllerActivities>({
+      taskQueue,
+      startToCloseTimeout: '1 minute',
+      retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '5 seconds', maximumAttempts: 10 },
+    }),
+    long: proxyActivities<ControllerActivities>({
+      taskQueue,
+      startToCloseTimeout: '1 hour',
+      heartbeatTimeout: '30 seconds',
+      retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 5 },
+    }),
+  };
+}
