@@ -6,7 +6,12 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { identify, isAlive, terminate, type ProcessIdentity } from '../common/proc';
 
-type Record = { kind: 'process'; pid: number; startTime: string; what: string } | { kind: 'netns'; name: string } | { kind: 'path'; path: string };
+type Record =
+  | { kind: 'process'; pid: number; startTime: string; what: string }
+  | { kind: 'netns'; name: string }
+  | { kind: 'path'; path: string }
+  /** A host worker's state folder: every VM recorded under it (vm.json) is ended by the sweep. */
+  | { kind: 'vm-state'; path: string };
 
 function dir(): string | undefined {
   const d = process.env.VCCR_JANITOR_DIR;
@@ -22,6 +27,8 @@ function keyOf(r: Record): string {
       return `netns-${r.name}`;
     case 'path':
       return `path-${Buffer.from(r.path).toString('base64url')}`;
+    case 'vm-state':
+      return `vm-state-${Buffer.from(r.path).toString('base64url')}`;
   }
 }
 
@@ -56,6 +63,12 @@ export const janitor = {
   untrackPath(path: string): void {
     forget({ kind: 'path', path });
   },
+  trackVmState(path: string): void {
+    remember({ kind: 'vm-state', path });
+  },
+  untrackVmState(path: string): void {
+    forget({ kind: 'vm-state', path });
+  },
 };
 
 /** Removes everything still recorded under `janitorDir`; returns a description of each leftover. */
@@ -68,7 +81,12 @@ export async function sweep(janitorDir: string): Promise<string[]> {
     return leftovers;
   }
   const records = names.map((n) => JSON.parse(readFileSync(join(janitorDir, n), 'utf8')) as Record);
-  // Processes first (they may hold namespaces and files open), then namespaces, then paths.
+  // VMs and processes first (they may hold namespaces and files open), then namespaces, then paths.
+  for (const r of records) {
+    if (r.kind === 'vm-state') {
+      for (const vm of await killRecordedVms(r.path)) leftovers.push(`VM ${vm}`);
+    }
+  }
   for (const r of records) {
     if (r.kind === 'process' && isAlive({ pid: r.pid, startTime: r.startTime })) {
       leftovers.push(`process ${r.pid} (${r.what})`);
@@ -94,4 +112,37 @@ export async function sweep(janitorDir: string): Promise<string[]> {
   }
   rmSync(janitorDir, { recursive: true, force: true });
   return leftovers;
+}
+
+/** Ends every QEMU recorded in a host worker's state folder (<dir>/<cluster>/<vm>/vm.json); returns their names. */
+export async function killRecordedVms(stateDir: string): Promise<string[]> {
+  const killed: string[] = [];
+  let clusters: string[];
+  try {
+    clusters = readdirSync(stateDir);
+  } catch {
+    return killed;
+  }
+  for (const cluster of clusters) {
+    let vms: string[];
+    try {
+      vms = readdirSync(join(stateDir, cluster));
+    } catch {
+      continue;
+    }
+    for (const vm of vms) {
+      try {
+        const record = JSON.parse(readFileSync(join(stateDir, cluster, vm, 'vm.json'), 'utf8')) as { pid?: unknown; startTime?: unknown };
+        if (typeof record.pid !== 'number' || typeof record.startTime !== 'string') continue;
+        const id = { pid: record.pid, startTime: record.startTime };
+        if (isAlive(id)) {
+          await terminate(id, 'SIGKILL', 2000);
+          killed.push(`${cluster}/${vm} (pid ${record.pid})`);
+        }
+      } catch {
+        // no record, or not ours
+      }
+    }
+  }
+  return killed;
 }

@@ -1,0 +1,62 @@
+// Checks that a restored token ring carried on from exactly the token each node held at the checkpoint,
+// over the same TCP connections.
+import assert from 'node:assert/strict';
+import type { Manifest } from '../../common/manifest';
+import type { TestBed } from '../../harness/testbed';
+import { readConsole, ringErrors, ringTokens, waitForConsole } from '../../harness/console';
+
+const RESTORE_MARKER = /^=== vccr: restoring from checkpoint (\S+) .*===$/gm;
+
+/** Text a VM printed since its most recent restore from `checkpointId`. */
+export function sinceLastRestore(path: string, checkpointId: string): string {
+  const text = readConsole(path);
+  let start = -1;
+  for (const m of text.matchAll(RESTORE_MARKER)) if (m[1] === checkpointId) start = (m.index ?? 0) + m[0].length;
+  assert.ok(start >= 0, `no restore marker for ${checkpointId} in ${path}`);
+  return text.slice(start);
+}
+
+/** Last token each node had received when it was paused, read from its console up to the recorded offset. */
+export function tokensAtCheckpoint(manifest: Manifest): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const vm of manifest.vms) {
+    assert.ok(vm.console, `manifest records ${vm.name}'s console`);
+    const before = ringTokens(readConsole(vm.console.path, 0, vm.console.offsetAtPause));
+    const last = before.at(-1);
+    assert.ok(last, `${vm.name} had received tokens before the checkpoint`);
+    out.set(vm.name, last.value);
+  }
+  return out;
+}
+
+/**
+ * After a restart from `manifest`: every node's first token is the exact successor (for that node) of the
+ * last one it had at the checkpoint, at least `minTokens` more follow, there is no ring error, and no node
+ * opened a new connection (RING CONN/READY are printed only when connections are made).
+ */
+export async function assertRingContinued(bed: TestBed, cluster: string, manifest: Manifest, placement: Record<string, string>, minTokens = 10): Promise<Map<string, bigint>> {
+  const atCheckpoint = tokensAtCheckpoint(manifest);
+  const n = BigInt(manifest.vms.length);
+  const firstAfter = new Map<string, bigint>();
+  for (const vm of manifest.vms) {
+    const host = placement[vm.name];
+    assert.ok(host, `placement of ${vm.name}`);
+    const path = bed.consoleLog(host, cluster, vm.name);
+    const pattern = new RegExp(`(?:^RING TOKEN .*\\n){${minTokens}}`, 'm');
+    await waitForConsole(path, pattern, { from: 0, timeoutMs: 60_000 }).catch(() => undefined);
+    const deadline = Date.now() + 60_000;
+    let text = sinceLastRestore(path, manifest.checkpointId);
+    while (ringTokens(text).length < minTokens && ringErrors(text).length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      text = sinceLastRestore(path, manifest.checkpointId);
+    }
+    assert.deepEqual(ringErrors(text), [], `${vm.name}: no ring error after the restore`);
+    const tokens = ringTokens(text);
+    assert.ok(tokens.length >= minTokens, `${vm.name}: ${tokens.length} tokens after the restore (want ${minTokens})`);
+    const expected = (atCheckpoint.get(vm.name) ?? 0n) + n;
+    assert.equal(tokens[0]?.value, expected, `${vm.name}: first token after the restore is the successor of the one it held at the checkpoint`);
+    assert.doesNotMatch(text, /^RING (CONN|READY)/m, `${vm.name}: no new connection after the restore`);
+    firstAfter.set(vm.name, tokens[0]?.value ?? 0n);
+  }
+  return firstAfter;
+}
