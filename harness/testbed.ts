@@ -216,7 +216,7 @@ export function ringSpec(bed: TestBed, cluster: string, vms: RingVm[], options: 
         boot: {
           kernel: join(image, 'vmlinuz'),
           initrd: join(image, 'initrd.img'),
-          append: `console=ttyS0 quiet panic=-1 vccr.hostname=${vm.name} vccr.ip=${ip(i)}/24 vccr.run=ring vccr.args=${args.join(',')}`,
+          append: `console=ttyS0 quiet panic=-1 init_on_free=1 vccr.hostname=${vm.name} vccr.ip=${ip(i)}/24 vccr.run=ring vccr.args=${args.join(',')}`,
         },
         nics: [{ id: 'net0', tap: bed.network?.taps[i] ?? `tap${i}` }],
         netns: bed.network?.name,

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The test command (`npm test`): sets everything up (scripts/setup.sh), then runs every test against the
+# real Temporal dev server and real QEMU VMs, one file at a time, and finally checks nothing was left
+# behind. Options: --faults (only the fault-injection suite), --runs N (runs per fault case, default 5),
+# or test file names (e.g. test/qmp.test.ts) to run only those.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "the tests need root: they create network namespaces, bridges and tap devices" >&2
+  exit 2
+fi
+
+only_faults=0
+files=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --faults) only_faults=1 ;;
+    --runs) export VCCR_FAULT_RUNS="$2"; shift ;;
+    --runs=*) export VCCR_FAULT_RUNS="${1#--runs=}" ;;
+    test/*.ts) f="${1#test/}"; files+=("dist/test/${f%.ts}.js") ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+bash scripts/setup.sh
+
+if [ ${#files[@]} -eq 0 ]; then
+  if [ "$only_faults" -eq 1 ]; then
+    mapfile -t files < <(ls dist/test/faults/*.test.js 2>/dev/null)
+  else
+    mapfile -t files < <(ls dist/test/*.test.js dist/test/faults/*.test.js 2>/dev/null)
+  fi
+fi
+
+janitor=$(mktemp -d /tmp/vccr-janitor-XXXXXX)
+export VCCR_JANITOR_DIR="$janitor"
+export VCCR_LOG_LEVEL="${VCCR_LOG_LEVEL:-warn}"
+sweep() { node dist/harness/sweep.js "$janitor"; }
+trap 'sweep' EXIT
+
+started=$(date +%s)
+status=0
+node --test --test-concurrency=1 --test-timeout=900000 "${files[@]}" || status=$?
+echo "# test wall time: $(( $(date +%s) - started ))s for ${#files[@]} files"
+trap - EXIT
+sweep || status=1
+exit "$status"
