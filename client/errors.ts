@@ -20,6 +20,7 @@ const TYPE_EXIT: Record<string, number> = {
   ClusterStillRunning: EXIT.busy,
   UnknownCluster: EXIT.notFound,
   UnknownCheckpoint: EXIT.notFound,
+  CheckpointExists: EXIT.busy,
 };
 
 export class VccrError extends Error {
@@ -51,8 +52,10 @@ export function toVccrError(err: unknown): VccrError {
   if (failure) {
     // The outermost ApplicationFailure carries the full context ("checkpoint X failed in save: ...").
     const outer = err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure ? err.cause : failure;
-    const type = outer.type ?? failure.type ?? 'Failed';
-    return new VccrError(outer.message, type, TYPE_EXIT[type] ?? TYPE_EXIT[failure.type ?? ''] ?? EXIT.failed);
+    // The innermost type says what kind of refusal it was (the outer one only that the operation failed).
+    const inner = failure.type && failure.type in TYPE_EXIT ? failure.type : undefined;
+    const type = inner ?? outer.type ?? failure.type ?? 'Failed';
+    return new VccrError(outer.message, type, TYPE_EXIT[type] ?? EXIT.failed);
   }
   const message = err instanceof Error ? err.message : String(err);
   if (/ECONNREFUSED|UNAVAILABLE|Failed to connect|connect ETIMEDOUT|DEADLINE_EXCEEDED/i.test(message)) {

@@ -46,7 +46,12 @@ export class VccrClient {
   ) {}
 
   static async connect(flags: TemporalFlags = {}): Promise<VccrClient> {
-    const settings = temporalSettings(flags);
+    let settings: TemporalSettings;
+    try {
+      settings = temporalSettings(flags);
+    } catch (err) {
+      throw new VccrError((err as Error).message, 'InvalidInput', EXIT.usage);
+    }
     const tls = tlsOption(settings);
     try {
       const connection = await Connection.connect({ address: settings.address, connectTimeout: 5000, ...(tls ? { tls } : {}) });
@@ -63,7 +68,7 @@ export class VccrClient {
   /** Launches a cluster from its spec (validated here first). */
   async up(specInput: unknown, watch: WatchOptions = {}): Promise<LaunchResult | { workflowId: string }> {
     const spec = this.validate(() => parseOrThrow(clusterSpecSchema, specInput, 'cluster spec'));
-    await this.refuseIfBusy(spec.cluster);
+    await this.refuseIfBusy(spec.cluster, { mustExist: false });
     return this.run('launchCluster', `vccr-${spec.cluster}-launch-${stamp()}`, [{ spec: specInput as ClusterSpecInput }], watch);
   }
 
@@ -78,7 +83,7 @@ export class VccrClient {
 
   async restart(cluster: string, options: RestartOptions = {}): Promise<RestartResult | { workflowId: string }> {
     this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
-    await this.refuseIfBusy(cluster);
+    await this.refuseIfBusy(cluster, { mustExist: options.store === undefined });
     const input = {
       cluster,
       ...(options.checkpointId ? { checkpointId: options.checkpointId } : {}),
@@ -122,21 +127,31 @@ export class VccrClient {
   }
 
   readonly checkpoints = {
-    list: (cluster: string, store?: string) =>
+    list: async (cluster: string, store?: string) =>
+      (await this.known(cluster, store)) &&
       this.run<ListCheckpointsReply>('listCheckpoints', `vccr-${cluster}-list-${stamp()}`, [{ cluster, ...(store ? { store } : {}) }], {}) as Promise<ListCheckpointsReply>,
-    show: (cluster: string, checkpointId: string, store?: string) =>
+    show: async (cluster: string, checkpointId: string, store?: string) =>
+      (await this.known(cluster, store)) &&
       this.run<{ manifest: Manifest; resume?: ResumeRecord }>('showCheckpoint', `vccr-${cluster}-show-${stamp()}`, [{ cluster, checkpointId, ...(store ? { store } : {}) }], {}) as Promise<{ manifest: Manifest; resume?: ResumeRecord }>,
-    verify: (cluster: string, checkpointId: string, store?: string) =>
+    verify: async (cluster: string, checkpointId: string, store?: string) =>
+      (await this.known(cluster, store)) &&
       this.run<VerifyReport>('verifyCheckpoint', `vccr-${cluster}-verify-${checkpointId}-${stamp()}`, [{ cluster, checkpointId, ...(store ? { store } : {}) }], {}) as Promise<VerifyReport>,
     delete: async (cluster: string, checkpointId: string, store?: string) => {
+      this.validate(() => parseOrThrow(checkpointIdSchema, checkpointId, 'checkpoint id'));
       await this.refuseIfBusy(cluster);
       return this.run<DeleteReport & GarbageReport>('deleteCheckpoint', `vccr-${cluster}-delete-${checkpointId}-${stamp()}`, [{ cluster, checkpointId, ...(store ? { store } : {}) }], {}) as Promise<DeleteReport & GarbageReport>;
     },
   };
 
-  /** Fast refusal without starting a workflow; the workflow's own lock is what guarantees it. */
-  private async refuseIfBusy(cluster: string): Promise<void> {
+  /**
+   * Fast refusals without starting a workflow: an unknown cluster (unless it may be rebuilt from the store)
+   * or a busy one. The workflows check again; their lock is what guarantees one operation at a time.
+   */
+  private async refuseIfBusy(cluster: string, options: { mustExist?: boolean } = { mustExist: true }): Promise<void> {
     const state = await this.clusterState(cluster);
+    if (!state?.spec && options.mustExist) {
+      throw new VccrError(`unknown cluster ${cluster}: no cluster record in namespace ${this.settings.namespace} (launch it with \`vccr up\`)`, 'UnknownCluster', EXIT.notFound);
+    }
     const lock = state?.lock;
     if (lock) {
       throw new VccrError(
@@ -145,6 +160,15 @@ export class VccrClient {
         EXIT.busy,
       );
     }
+  }
+
+  /** Validates the names and, without a store path, requires the cluster record to exist. */
+  private async known(cluster: string, store?: string): Promise<true> {
+    this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
+    if (store === undefined && !(await this.clusterState(cluster))?.spec) {
+      throw new VccrError(`unknown cluster ${cluster}: no cluster record in namespace ${this.settings.namespace} (give --store to read its checkpoints anyway)`, 'UnknownCluster', EXIT.notFound);
+    }
+    return true;
   }
 
   private validate<T>(check: () => T): T {
@@ -163,6 +187,8 @@ export class VccrClient {
         taskQueue: this.settings.controllerTaskQueue,
         workflowId,
         args,
+        // Operation ids name the cluster and checkpoint: never run one twice.
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
       });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {

@@ -37,6 +37,8 @@ export const manifestSchema = z
     cluster: nameSchema,
     checkpointId: checkpointIdSchema,
     workflowId: z.string(),
+    /** The run that committed it: a later run with the same workflow id must never touch it. */
+    runId: z.string(),
     createdAt: z.string(),
     committedAt: z.string(),
     spec: clusterSpecSchema,

@@ -84,7 +84,7 @@ test('an uncoordinated checkpoint (VMs saved at different moments) is caught by 
     // Tokens keep flowing between one VM's save and the next's.
     await waitForConsole(path, new RegExp(`(?:^RING TOKEN .*\\n){${before + 15}}`, 'm'), { timeoutMs: 60_000 });
   }
-  const manifest = manifestSchema.parse({ ...coordinated, checkpointId: id, workflowId: 'uncoordinated-by-hand', vms, totalBytes: vms.reduce((s, v) => s + v.state.size, 0) });
+  const manifest = manifestSchema.parse({ ...coordinated, checkpointId: id, workflowId: 'uncoordinated-by-hand', runId: 'by-hand', vms, totalBytes: vms.reduce((s, v) => s + v.state.size, 0) });
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest), { mode: 0o600 });
 
   await bed.killAllVms();

@@ -20,7 +20,7 @@ import { acquireCluster, releaseCluster } from './lock';
 import { controllerActivities, hostActivities } from './proxies';
 import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
-import { reasonOf, validateInput } from './validate';
+import { failWith, reasonOf, validateInput } from './validate';
 import { taskQueueOf } from '../common/spec';
 
 export interface CheckpointResult {
@@ -73,7 +73,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
   const deadline = new CancellationScope();
   const untilCommitted = protocol.run(async () => {
     progress.phase('prepare');
-    await controller.quick.beginCheckpoint({ store: spec.store, cluster, checkpointId, workflowId: info.workflowId });
+    await controller.quick.beginCheckpoint({ store: spec.store, cluster, checkpointId, workflowId: info.workflowId, runId: info.runId });
     prepared = await onEveryHost(byHost, (host, vms) =>
       hosts(host).quick.prepareCheckpoint({ cluster, store: spec.store, checkpointId, vms }),
     );
@@ -169,6 +169,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
       cluster,
       checkpointId,
       workflowId: info.workflowId,
+      runId: info.runId,
       createdAt: new Date(progress.state.startedAt).toISOString(),
       committedAt: new Date(Date.now()).toISOString(),
       spec,
@@ -205,7 +206,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
       );
       const stuck = resumes.filter((r) => !r.ok).map((r) => `${r.host} (${reasonOf(r.ok ? undefined : r.error)})`);
       progress.vms(Object.keys(placement), 'running');
-      await controller.quick.abortCheckpoint({ store: spec.store, cluster, checkpointId, workflowId: info.workflowId, phase, reason });
+      await controller.quick.abortCheckpoint({ store: spec.store, cluster, checkpointId, workflowId: info.workflowId, runId: info.runId, phase, reason });
       progress.endPhase();
       await releaseCluster(cluster, {
         outcome: 'failed',
@@ -215,7 +216,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
       });
       if (stuck.length) log.error('VMs could not be resumed', { hosts: stuck });
     });
-    throw ApplicationFailure.nonRetryable(`checkpoint ${checkpointId} of cluster ${cluster} failed in ${phase}: ${reason}`, 'CheckpointFailed');
+    throw failWith(`checkpoint ${checkpointId} of cluster ${cluster} failed in ${phase}: ${reason}`, 'CheckpointFailed', err);
   }
 
   // Committed: from here on the checkpoint exists whatever happens to the resume.

@@ -1,6 +1,6 @@
 // launchCluster: starts every VM of a spec on its host (all hosts at once) and records the cluster.
 // If any VM cannot be started, the ones that were are stopped again: a cluster is up whole or not at all.
-import { ApplicationFailure, CancellationScope, log, uuid4 } from '@temporalio/workflow';
+import { CancellationScope, log, uuid4 } from '@temporalio/workflow';
 import { launchInputSchema } from '../common/workflow-inputs';
 import { resolveVm, taskQueueOf, type ResolvedVm } from '../common/spec';
 import type { LaunchedVm } from '../activities/host/types';
@@ -8,7 +8,7 @@ import { acquireCluster, releaseCluster } from './lock';
 import { hostActivities } from './proxies';
 import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
-import { reasonOf, validateInput } from './validate';
+import { failWith, reasonOf, validateInput } from './validate';
 
 export interface LaunchResult {
   cluster: string;
@@ -56,6 +56,6 @@ export async function launchCluster(rawInput: unknown): Promise<LaunchResult> {
       await onEveryHostSettled(byHost, (host, vms) => hosts(host).quick.stopVms({ cluster, vms, mode: 'kill' }));
       await releaseCluster(cluster, { outcome: 'failed', status: 'down', detail: reason });
     });
-    throw ApplicationFailure.nonRetryable(`launching cluster ${cluster} failed: ${reason}`, 'LaunchFailed');
+    throw failWith(`launching cluster ${cluster} failed: ${reason}`, 'LaunchFailed', err);
   }
 }

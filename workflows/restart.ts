@@ -11,7 +11,7 @@ import { acquireCluster, releaseCluster } from './lock';
 import { controllerActivities, hostActivities } from './proxies';
 import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
-import { reasonOf, validateInput } from './validate';
+import { failWith, reasonOf, validateInput } from './validate';
 import type { AcquireReply } from './definitions';
 
 export interface RestartResult {
@@ -165,6 +165,6 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
       }
       await releaseCluster(cluster, { outcome: 'failed', ...(touched ? { status: 'down' as const } : {}), detail: reason });
     });
-    throw ApplicationFailure.nonRetryable(`restart of cluster ${cluster} failed in ${phase}: ${reason}`, 'RestartFailed');
+    throw failWith(`restart of cluster ${cluster} failed in ${phase}: ${reason}`, 'RestartFailed', err);
   }
 }

@@ -22,3 +22,8 @@ export function reasonOf(err: unknown): string {
   }
   return e instanceof Error ? e.message : String(e);
 }
+
+/** The workflow's own failure, keeping what caused it (clients read the cause's type: UnknownCheckpoint, ...). */
+export function failWith(message: string, type: string, cause: unknown): ApplicationFailure {
+  return ApplicationFailure.create({ message, type, nonRetryable: true, ...(cause instanceof Error ? { cause } : {}) });
+}

@@ -79,7 +79,7 @@ export async function beginCheckpoint(req: BeginCheckpointRequest): Promise<Begi
   const dir = storeLayout.checkpointDir(req.store, req.cluster, req.checkpointId);
   await mkdir(storeLayout.clusterDir(req.store, req.cluster), { recursive: true, mode: 0o700 });
   const existing = await readManifest(storeLayout.manifest(req.store, req.cluster, req.checkpointId));
-  if (existing && existing.workflowId !== req.workflowId) {
+  if (existing && existing.runId !== req.runId) {
     fail(`checkpoint ${req.checkpointId} of cluster ${req.cluster} already exists`, 'CheckpointExists');
   }
   // We hold the cluster lock: any other folder without a manifest is a leftover of a crash; clean it away.
@@ -121,7 +121,7 @@ export async function commitCheckpoint(req: { manifest: Manifest }): Promise<{ p
   const path = storeLayout.manifest(store, manifest.cluster, manifest.checkpointId);
   const existing = await readManifest(path);
   if (existing) {
-    if (existing.workflowId === manifest.workflowId) return { path }; // a retry after the commit happened
+    if (existing.runId === manifest.runId) return { path }; // a retry after the commit happened
     fail(`checkpoint ${manifest.checkpointId} already exists`, 'CheckpointExists');
   }
   for (const vm of manifest.vms) {
@@ -146,11 +146,12 @@ export async function recordResume(req: RecordResumeRequest): Promise<void> {
 export async function abortCheckpoint(req: AbortCheckpointRequest): Promise<void> {
   const dir = storeLayout.checkpointDir(req.store, req.cluster, req.checkpointId);
   const existing = await readManifest(storeLayout.manifest(req.store, req.cluster, req.checkpointId)).catch(() => undefined);
-  if (existing && existing.workflowId !== req.workflowId) {
-    log.warn({ checkpoint: req.checkpointId }, 'not removing a checkpoint another workflow committed');
-  } else {
-    await rm(dir, { recursive: true, force: true });
+  if (existing && existing.runId !== req.runId) {
+    // This run failed because the id was taken: the committed checkpoint of that id is not ours to touch.
+    log.warn({ checkpoint: req.checkpointId }, 'not touching a checkpoint another run committed');
+    return;
   }
+  await rm(dir, { recursive: true, force: true });
   await mkdir(storeLayout.failedDir(req.store, req.cluster), { recursive: true, mode: 0o700 });
   const record = failureRecordSchema.parse({
     cluster: req.cluster,

@@ -13,6 +13,7 @@ export interface BeginCheckpointRequest {
   cluster: string;
   checkpointId: string;
   workflowId: string;
+  runId: string;
 }
 
 export interface BeginCheckpointReply {
@@ -25,6 +26,7 @@ export interface AbortCheckpointRequest {
   cluster: string;
   checkpointId: string;
   workflowId: string;
+  runId: string;
   phase: string;
   reason: string;
 }
