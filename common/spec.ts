@@ -46,7 +46,8 @@ export const vmSpecSchema = z
     memoryMiB: z.number().int().min(16).max(1024 * 1024),
     vcpus: z.number().int().min(1).max(64).default(1),
     accel: z.enum(['tcg', 'kvm']).default('tcg'),
-    machine: z.enum(['pc', 'q35']).default('pc'),
+    /** 'none': QEMU without guest hardware (no CPU, RAM or devices) — for orchestration tests at scale. */
+    machine: z.enum(['pc', 'q35', 'none']).default('pc'),
     /** Direct kernel boot; without it the VM boots from its first disk. */
     boot: kernelBootSchema.optional(),
     disks: z.array(diskSpecSchema).max(8).default([]),
@@ -55,8 +56,11 @@ export const vmSpecSchema = z
     netns: netnsSchema.optional(),
   })
   .strict()
-  .refine((vm) => vm.boot !== undefined || vm.disks.length > 0, {
+  .refine((vm) => vm.machine === 'none' || vm.boot !== undefined || vm.disks.length > 0, {
     message: 'needs either "boot" (kernel) or at least one disk to boot from',
+  })
+  .refine((vm) => vm.machine !== 'none' || (vm.boot === undefined && vm.disks.length === 0 && vm.nics.length === 0), {
+    message: 'machine "none" has no devices: no boot, disks or nics',
   });
 
 export const hostSpecSchema = z
@@ -125,7 +129,7 @@ export const resolvedVmSchema = z
     memoryMiB: z.number().int().min(16).max(1024 * 1024),
     vcpus: z.number().int().min(1).max(64),
     accel: z.enum(['tcg', 'kvm']),
-    machine: z.enum(['pc', 'q35']),
+    machine: z.enum(['pc', 'q35', 'none']),
     boot: kernelBootSchema.optional(),
     disks: z.array(diskSpecSchema.required()),
     nics: z.array(nicSpecSchema.required()),

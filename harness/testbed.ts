@@ -117,7 +117,8 @@ export class TestBed {
     const log = openSync(logFile, 'a');
     const child = spawn(process.execPath, [join(DIST, 'workers', `${kind}.js`), ...args], {
       stdio: ['ignore', log, log],
-      env: { ...process.env, TEMPORAL_ADDRESS: this.server.address, VCCR_LOG_LEVEL: process.env.VCCR_LOG_LEVEL ?? 'info' },
+      // Workers log to their own files at info level at least: readiness is read from there.
+      env: { ...process.env, TEMPORAL_ADDRESS: this.server.address, VCCR_LOG_LEVEL: process.env.VCCR_WORKER_LOG_LEVEL ?? 'info' },
     });
     closeSync(log);
     child.unref();

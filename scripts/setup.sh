@@ -14,8 +14,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # --- Debian packages -------------------------------------------------------------------------------
 # qemu-system-x86/qemu-utils: the hypervisor and qemu-img; busybox-static + cpio + gcc: the test guest;
-# iproute2: bridges, taps and namespaces for the guest network; python3-minimal: pip fallback for the CLI.
-apt_packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev)
+# iproute2: bridges, taps and namespaces for the guest network; python3-yaml: the compose file test.
+apt_packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev python3-yaml)
 t=$(date +%s.%N)
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -46,9 +46,16 @@ else
 fi
 
 # --- TypeScript build ------------------------------------------------------------------------------
+# Skipped when no source, config or dependency changed since the last build.
 t=$(date +%s.%N)
-(cd "$repo" && npm run --silent build)
-say "build: tsc + workflow bundle in $(elapsed "$t")"
+src_hash=$(cd "$repo" && { find activities workflows workers client common harness test bench scripts -name '*.ts' -type f 2>/dev/null | sort | xargs cat; cat tsconfig.json package-lock.json; } | sha256sum | cut -c1-64)
+if [ -f "$repo/dist/.build-hash" ] && [ "$(cat "$repo/dist/.build-hash")" = "$src_hash" ]; then
+  say "build: dist/ is up to date"
+else
+  (cd "$repo" && npm run --silent build)
+  echo "$src_hash" > "$repo/dist/.build-hash"
+  say "build: tsc + workflow bundle in $(elapsed "$t")"
+fi
 
 # --- Test guest image ------------------------------------------------------------------------------
 bash "$repo/guest/build.sh"

@@ -63,7 +63,7 @@ export async function prepareCheckpoint(runtime: HostRuntime, req: PrepareReques
     return {
       name: record.name,
       qmpStatus: status,
-      ramBytes: record.config.memoryMiB * 1024 * 1024,
+      ramBytes: record.config.machine === 'none' ? 0 : record.config.memoryMiB * 1024 * 1024,
       diskIds: record.disks.map((d) => d.id),
       config: record.config,
       machineType: record.machineType,

@@ -27,9 +27,8 @@ export function buildQemuArgs({ vm, machineType, paths, incoming }: LaunchArgs):
     '-name', `${vm.cluster}.${vm.name},debug-threads=on`,
     '-machine', machineType,
     '-accel', vm.accel,
-    '-cpu', 'qemu64',
-    '-m', `${vm.memoryMiB}M`,
-    '-smp', String(vm.vcpus),
+    // machine 'none' has no CPU or RAM to configure.
+    ...(vm.machine === 'none' ? [] : ['-cpu', 'qemu64', '-m', `${vm.memoryMiB}M`, '-smp', String(vm.vcpus)]),
     '-nodefaults', '-no-user-config', '-display', 'none',
     '-msg', 'timestamp=on',
     '-chardev', `file,id=serial0,path=${paths.consoleLog},append=on`,
