@@ -117,6 +117,15 @@ export async function sweep(janitorDir: string): Promise<string[]> {
 /** Ends every QEMU recorded in a host worker's state folder (<dir>/<cluster>/<vm>/vm.json); returns their names. */
 export async function killRecordedVms(stateDir: string): Promise<string[]> {
   const killed: string[] = [];
+  // The host's pause guard (a detached process that outlives host workers).
+  try {
+    const guard = JSON.parse(readFileSync(join(stateDir, 'pause-guard.pid'), 'utf8')) as { pid?: unknown; startTime?: unknown };
+    if (typeof guard.pid === 'number' && typeof guard.startTime === 'string' && isAlive({ pid: guard.pid, startTime: guard.startTime })) {
+      await terminate({ pid: guard.pid, startTime: guard.startTime }, 'SIGKILL', 2000);
+    }
+  } catch {
+    // no guard
+  }
   let clusters: string[];
   try {
     clusters = readdirSync(stateDir);

@@ -30,6 +30,8 @@ async function main(): Promise<void> {
     taskQueue: settings.controllerTaskQueue,
     ...(existsSync(bundle) ? { workflowBundle: { codePath: bundle } } : { workflowsPath: require.resolve('../workflows') }),
     activities: createControllerActivities(client, settings.controllerTaskQueue),
+    // A controller that dies holds its workflows' sticky tasks: hand them to another worker quickly.
+    stickyQueueScheduleToStartTimeout: '2 seconds',
   });
   log.info({ address: settings.address, namespace: settings.namespace }, 'controller worker running');
   await runUntilSignalled(worker, log, async () => {

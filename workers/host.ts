@@ -15,6 +15,7 @@ import { HostRuntime } from '../activities/host/runtime';
 import { transferProgressSignal } from '../workflows/definitions';
 import { connectClient, connectWorker, installSdkLogging, runUntilSignalled } from './runtime';
 import { exitWithUsage, temporalFlagOptions, temporalFlags } from './flags';
+import { ensurePauseGuard } from '../activities/host/guard';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -41,6 +42,8 @@ async function main(): Promise<void> {
     stateDir,
     qemuBinary: values.qemu ?? process.env.VCCR_QEMU ?? 'qemu-system-x86_64',
   });
+  // The backstop that resumes paused VMs if this worker dies mid-checkpoint (it outlives us).
+  ensurePauseGuard(stateDir);
   const client = await connectClient(settings);
   const connection = await connectWorker(settings);
   const worker = await Worker.create({

@@ -204,7 +204,9 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
       const resumes = await onEveryHostSettled(pausedHosts, (host, vms) =>
         hosts(host).quick.resumeVms({ cluster, vms, checkpointId }),
       );
-      const stuck = resumes.filter((r) => !r.ok).map((r) => `${r.host} (${reasonOf(r.ok ? undefined : r.error)})`);
+      const stuck = resumes.flatMap((r) =>
+        r.ok ? r.value.failed.map((f) => `${f.name} on ${r.host}: ${f.reason}`) : [`every VM on host ${r.host}: ${reasonOf(r.error)}`],
+      );
       progress.vms(Object.keys(placement), 'running');
       await controller.quick.abortCheckpoint({ store: spec.store, cluster, checkpointId, workflowId: info.workflowId, runId: info.runId, phase, reason });
       progress.endPhase();
@@ -227,8 +229,10 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
   const resumedAt = new Map<string, number>();
   const resumeFailures: string[] = [];
   for (const r of resumes) {
-    if (r.ok) for (const t of r.value) resumedAt.set(t.name, t.at);
-    else resumeFailures.push(...r.vms.map((vm) => `${vm} on ${r.host}: ${reasonOf(r.error)}`));
+    if (r.ok) {
+      for (const t of r.value.resumed) resumedAt.set(t.name, t.at);
+      resumeFailures.push(...r.value.failed.map((f) => `${f.name} on ${r.host}: ${f.reason}`));
+    } else resumeFailures.push(...r.vms.map((vm) => `${vm} on ${r.host}: ${reasonOf(r.error)}`));
   }
   progress.vms(resumedAt.keys(), 'running');
   const allPauses = [...paused.values()].flat();

@@ -36,9 +36,10 @@ export function hostActivities(taskQueue: string) {
 export function controllerActivities() {
   const taskQueue = workflowInfo().taskQueue;
   return {
+    // Short: while a controller activity is lost with its worker, the cluster may be paused.
     quick: proxyActivities<ControllerActivities>({
       taskQueue,
-      startToCloseTimeout: '1 minute',
+      startToCloseTimeout: '10 seconds',
       retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '5 seconds', maximumAttempts: 10 },
     }),
     long: proxyActivities<ControllerActivities>({

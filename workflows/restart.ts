@@ -56,7 +56,7 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
   let launchStartedAt = 0;
   try {
     progress.phase('validate');
-    manifest = await controller.long.findCheckpoint({ store, cluster, ...(input.checkpointId ? { checkpointId: input.checkpointId } : {}) });
+    manifest = await controller.quick.findCheckpoint({ store, cluster, ...(input.checkpointId ? { checkpointId: input.checkpointId } : {}) });
     spec = { ...manifest.spec, hosts: { ...manifest.spec.hosts, ...lock.spec.hosts } };
     const checkpointId = manifest.checkpointId;
     progress.setCheckpointId(checkpointId);
@@ -131,7 +131,13 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
 
     progress.phase('resume');
     progress.vms(Object.keys(placement), 'resuming');
-    const resumed = await onEveryHost(targets, (host, vms) => hosts(host).quick.resumeVms({ cluster, vms }));
+    const resumed = await onEveryHost(targets, async (host, vms) => {
+      const report = await hosts(host).quick.resumeVms({ cluster, vms });
+      if (report.failed.length) {
+        throw ApplicationFailure.nonRetryable(`could not resume ${report.failed.map((f) => `${f.name} (${f.reason})`).join(', ')}`, 'ResumeFailed');
+      }
+      return report.resumed;
+    });
     progress.vms(Object.keys(placement), 'running');
     progress.phase('done');
     await releaseCluster(cluster, { outcome: 'completed', status: 'running', placement, checkpointId });

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { describeZodError } from '../../common/errors';
 import { fsyncDir, writeFileAtomic } from '../../common/fsutil';
 import { failureRecordSchema, manifestSchema, resumeRecordSchema, type Manifest } from '../../common/manifest';
-import { CHECKPOINT_ID_PATTERN } from '../../common/names';
+import { absolutePathSchema, CHECKPOINT_ID_PATTERN } from '../../common/names';
 import { storeLayout, type DiskChainRecord } from '../../common/store-layout';
 import { childLogger } from '../../common/logger';
 import type {
@@ -183,9 +183,33 @@ export async function findCheckpoint(req: FindCheckpointRequest): Promise<Manife
   return manifest;
 }
 
+/**
+ * Disk layers a manifest may name: files under this cluster's _disks folder, and — only at the bottom of
+ * a chain — the VM's own base image from its recorded configuration. A manifest pointing anywhere else
+ * (edited by hand, or hostile) would make a restore read or write files outside the store.
+ */
+function layerProblems(store: string, manifest: Manifest): string[] {
+  const disksDir = `${storeLayout.disksDir(store, manifest.cluster)}/`;
+  const problems: string[] = [];
+  for (const vm of manifest.vms) {
+    for (const disk of vm.disks) {
+      const chain = [disk.frozen, ...disk.backing];
+      const base = vm.config.disks.find((d) => d.id === disk.id)?.image;
+      chain.forEach((layer, i) => {
+        const safe = absolutePathSchema.safeParse(layer).success;
+        const inStore = safe && layer.startsWith(disksDir);
+        const isBase = safe && i === chain.length - 1 && layer === base;
+        if (!inStore && !isBase) problems.push(`disk layer ${layer} of VM ${vm.name} is outside the store`);
+      });
+    }
+  }
+  return problems;
+}
+
 /** Missing files, wrong sizes, missing disk layers: everything short of reading the data. */
 async function structuralProblems(store: string, manifest: Manifest): Promise<string[]> {
-  const problems: string[] = [];
+  const problems: string[] = layerProblems(store, manifest);
+  if (problems.length) return problems;
   for (const vm of manifest.vms) {
     const file = storeLayout.stateFile(store, manifest.cluster, manifest.checkpointId, vm.name);
     const st = await stat(file).catch(() => undefined);

@@ -12,6 +12,7 @@ import { backingChain } from '../qmp';
 import { writeChainRecord } from './disks';
 import { consoleSize } from './launch';
 import { StateReceiver } from './transfer';
+import { ensurePauseGuard } from './guard';
 import type { HostRuntime } from './runtime';
 import type { VmRecord } from './registry';
 import type {
@@ -22,6 +23,7 @@ import type {
   PrepareRequest,
   ResumeRequest,
   SaveRequest,
+  ResumeReport,
   SavedState,
   VmTimestamp,
 } from './types';
@@ -77,6 +79,7 @@ export async function prepareCheckpoint(runtime: HostRuntime, req: PrepareReques
 export async function pauseVms(runtime: HostRuntime, req: PauseRequest): Promise<VmTimestamp[]> {
   // Not behind runtime.exclusive(): the pause barrier is on the critical path, and stop is idempotent.
   const records = req.vms.map((vm) => runtime.requireVm(req.cluster, vm));
+  ensurePauseGuard(runtime.registry.stateDir);
   return Promise.all(
     records.map(async (record) => {
       runtime.watchdog.hold(record, req.checkpointId, req.pauseBoundMs);
@@ -218,25 +221,35 @@ async function saveOne(
   return { name: record.name, file, ...saved };
 }
 
-export async function resumeVms(runtime: HostRuntime, req: ResumeRequest): Promise<VmTimestamp[]> {
-  const records = req.vms.map((vm) => runtime.requireVm(req.cluster, vm));
+/**
+ * Resumes each VM on its own: one VM that cannot be resumed (its QEMU died, say) must not keep the others
+ * paused. Never throws for a single VM; the report says which ones failed and why.
+ */
+export async function resumeVms(runtime: HostRuntime, req: ResumeRequest): Promise<ResumeReport> {
+  const known = req.vms.map((vm) => runtime.registry.get(req.cluster, vm));
   // Release the leases first: a pause for this checkpoint that arrives late is then refused.
-  if (req.checkpointId) for (const record of records) runtime.watchdog.release(record, req.checkpointId);
-  const qmps = await Promise.all(records.map((record) => runtime.qmp(record)));
+  if (req.checkpointId) {
+    for (const record of known) if (record && record.host === runtime.hostId) runtime.watchdog.release(record, req.checkpointId);
+  }
   if (req.notBefore !== undefined) {
     const wait = req.notBefore - Date.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }
-  return Promise.all(
-    records.map(async (record, i) => {
-      const qmp = qmps[i];
-      if (!qmp) throw new Error('unreachable');
+  const outcomes = await Promise.allSettled(
+    req.vms.map(async (name): Promise<VmTimestamp> => {
+      const record = runtime.requireVm(req.cluster, name);
+      const qmp = await runtime.qmp(record);
       const { status: before } = await qmp.command('query-status');
-      if (before === 'inmigrate') {
-        throw ApplicationFailure.nonRetryable(`VM ${record.name} is still waiting for its state; not resuming it`, 'NotLoaded');
-      }
+      if (before === 'inmigrate') throw new Error('it is still waiting for its state');
       if (before !== 'running') await qmp.command('cont');
-      return { name: record.name, at: Date.now(), before };
+      return { name, at: Date.now(), before };
     }),
   );
+  const report: ResumeReport = { resumed: [], failed: [] };
+  outcomes.forEach((o, i) => {
+    if (o.status === 'fulfilled') report.resumed.push(o.value);
+    else report.failed.push({ name: req.vms[i] ?? '', reason: o.reason instanceof Error ? o.reason.message : String(o.reason) });
+  });
+  if (report.failed.length) runtime.log.error({ cluster: req.cluster, failed: report.failed }, 'VMs could not be resumed');
+  return report;
 }

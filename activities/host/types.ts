@@ -149,6 +149,12 @@ export interface ResumeRequest {
   notBefore?: number;
 }
 
+export interface ResumeReport {
+  resumed: VmTimestamp[];
+  /** VMs that could not be resumed (the others were). */
+  failed: Array<{ name: string; reason: string }>;
+}
+
 export interface StopRequest {
   cluster: string;
   vms: string[];

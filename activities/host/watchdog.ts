@@ -2,40 +2,28 @@
 // host paused for a checkpoint is resumed by the host itself once the cluster's pause bound has passed.
 // The lease is a file beside the VM's record, so a restarted worker re-arms it; once a checkpoint's lease
 // is released or expired, a late pause or save for that checkpoint is refused.
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+// If the worker itself dies, the detached pause guard (workers/pause-guard.ts) does the same a moment later.
+import { rmSync } from 'node:fs';
 import { ApplicationFailure } from '@temporalio/activity';
-import { z } from 'zod';
-import { writeFileAtomicSync } from '../../common/fsutil';
+import { leasePath, readLease, writeLease, type PauseLease } from './lease';
 import type { HostRuntime } from './runtime';
 import type { VmRecord } from './registry';
-
-const leaseSchema = z.object({
-  checkpointId: z.string(),
-  state: z.enum(['held', 'released', 'expired']),
-  pausedAt: z.number(),
-  deadline: z.number(),
-});
-export type PauseLease = z.infer<typeof leaseSchema>;
 
 export class PauseWatchdog {
   private readonly timers = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly runtime: HostRuntime) {}
 
-  private path(record: VmRecord): string {
-    return join(this.runtime.registry.vmDir(record.cluster, record.name), 'pause-lease.json');
+  private dir(record: VmRecord): string {
+    return this.runtime.registry.vmDir(record.cluster, record.name);
   }
 
   read(record: VmRecord): PauseLease | undefined {
-    const path = this.path(record);
-    if (!existsSync(path)) return undefined;
-    const parsed = leaseSchema.safeParse(JSON.parse(readFileSync(path, 'utf8')));
-    return parsed.success ? parsed.data : undefined;
+    return readLease(this.dir(record));
   }
 
   private write(record: VmRecord, lease: PauseLease): void {
-    writeFileAtomicSync(this.path(record), JSON.stringify(lease));
+    writeLease(this.dir(record), lease);
   }
 
   /** Called before pausing: records the lease (refusing one for a checkpoint that already ended). */
@@ -83,7 +71,7 @@ export class PauseWatchdog {
   /** The VM is gone: drop its timer and lease. */
   forget(record: VmRecord): void {
     this.disarm(record);
-    rmSync(this.path(record), { force: true });
+    rmSync(leasePath(this.dir(record)), { force: true });
   }
 
   /** Re-arms the leases found on disk (after a worker restart). */

@@ -1,0 +1,119 @@
+// The pause guard: a small detached process per host state folder, started by the host worker, that
+// outlives it. It resumes any VM whose pause lease has run out — the backstop for the case the host
+// worker's own watchdog cannot cover: the worker itself died (SIGKILL, OOM, host agent crash) while
+// its VMs were paused for a checkpoint. It talks to each VM over the VM's second QMP monitor (the
+// "guard" socket), so it never competes with the worker for the main one.
+//
+//   node dist/workers/pause-guard.js --state-dir DIR
+//
+// One guard per state folder (pidfile + start time); it exits after a minute without any VM recorded.
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { QmpClient } from '../activities/qmp';
+import { readLease, writeLease } from '../activities/host/lease';
+import { childLogger } from '../common/logger';
+import { isAlive, processStartTime } from '../common/proc';
+import { GUARD_PID_FILE as PID_FILE } from '../activities/host/guard';
+import { NAME_PATTERN } from '../common/names';
+
+/** The guard acts this long after a lease's deadline: the worker's own watchdog goes first. */
+const GRACE_MS = 1000;
+const POLL_MS = 250;
+const IDLE_EXIT_MS = 60_000;
+
+const recordSchema = z.object({ name: z.string(), cluster: z.string(), guardSocket: z.string(), pid: z.number(), startTime: z.string() });
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { 'state-dir': { type: 'string' } }, strict: true });
+  const stateDir = values['state-dir'];
+  if (!stateDir?.startsWith('/')) throw new Error('--state-dir (absolute) is required');
+  const log = childLogger('pause-guard', { stateDir });
+  const pidFile = join(stateDir, PID_FILE);
+  try {
+    const other = JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number; startTime: string };
+    if (other.pid !== process.pid && isAlive(other)) {
+      log.info({ other: other.pid }, 'another pause guard serves this folder; exiting');
+      return;
+    }
+  } catch {
+    // no pidfile: we are the one
+  }
+  writeFileSync(pidFile, JSON.stringify({ pid: process.pid, startTime: processStartTime(process.pid) }));
+  log.info('pause guard running');
+  let lastSeenVm = Date.now();
+  let busy = false;
+  const tick = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      const vms = recordedVms(stateDir);
+      if (vms.length) lastSeenVm = Date.now();
+      else if (Date.now() - lastSeenVm > IDLE_EXIT_MS) {
+        log.info('no VMs recorded for a minute; exiting');
+        rmSync(pidFile, { force: true });
+        process.exit(0);
+      }
+      for (const vm of vms) {
+        const lease = readLease(vm.dir);
+        if (lease?.state !== 'held' || Date.now() < lease.deadline + GRACE_MS) continue;
+        if (!isAlive({ pid: vm.record.pid, startTime: vm.record.startTime })) continue;
+        await resume(vm.record.guardSocket, log.child({ vm: vm.record.name, cluster: vm.record.cluster, checkpoint: lease.checkpointId }));
+        // Only mark it if nobody changed the lease meanwhile (the worker may have released it).
+        const now = readLease(vm.dir);
+        if (now?.state === 'held' && now.checkpointId === lease.checkpointId) writeLease(vm.dir, { ...now, state: 'expired' });
+      }
+    } catch (err) {
+      log.error({ err }, 'guard pass failed');
+    } finally {
+      busy = false;
+    }
+  };
+  setInterval(() => void tick(), POLL_MS);
+}
+
+function recordedVms(stateDir: string): Array<{ dir: string; record: z.infer<typeof recordSchema> }> {
+  const out = [];
+  for (const cluster of safeList(stateDir)) {
+    for (const vm of safeList(join(stateDir, cluster))) {
+      const dir = join(stateDir, cluster, vm);
+      try {
+        const record = recordSchema.parse(JSON.parse(readFileSync(join(dir, 'vm.json'), 'utf8')));
+        out.push({ dir, record });
+      } catch {
+        // no record (yet), or being rewritten
+      }
+    }
+  }
+  return out;
+}
+
+function safeList(dir: string): string[] {
+  try {
+    return readdirSync(dir).filter((n) => NAME_PATTERN.test(n));
+  } catch {
+    return [];
+  }
+}
+
+async function resume(socket: string, log: ReturnType<typeof childLogger>): Promise<void> {
+  log.error('pause bound passed and the host worker did not resume the VM: resuming it');
+  const qmp = await QmpClient.connect(socket, { connectTimeoutMs: 2000, logger: log });
+  try {
+    const migration = await qmp.command('query-migrate');
+    if (migration.status === 'active' || migration.status === 'setup') await qmp.command('migrate_cancel');
+    const { status } = await qmp.command('query-status');
+    if (status !== 'running' && status !== 'inmigrate') await qmp.command('cont');
+    log.warn({ before: status }, 'VM resumed by the pause guard');
+  } finally {
+    await qmp.close();
+  }
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`pause guard failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}
