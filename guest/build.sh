@@ -2,6 +2,8 @@
 # Builds the VCCR test guest (Debian cloud kernel + busybox initramfs + our static
 # workloads) into .cache/guest/<hash>/, keyed by a hash over every input, and points
 # .cache/guest/current at it. A complete image for the same inputs is reused as is.
+# The same build also produces initrd-mpi.img: the same initramfs plus Open MPI from Debian
+# packages and an MPI job (guest/mpi/, sourced below).
 # Usage: bash guest/build.sh        (any cwd; see guest/README.md for the image layout)
 set -euo pipefail
 
@@ -16,6 +18,8 @@ workloads=(ring journal memfill)
 modules=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
          failover net_failover virtio_net virtio_blk)
 cflags=(-static -O2 -s -std=gnu11 -Wall -Wextra -Werror)
+# shellcheck source=mpi/build-mpi.sh
+. "$guest_dir/mpi/build-mpi.sh" # mpi_pkgs, mpi_* functions
 
 t0=$(date +%s%N)
 log() { echo "guest image: $*"; }
@@ -26,13 +30,19 @@ mkdir -p "$out_root" "$debs"
 exec 9>"$out_root/.lock"
 flock 9
 
-# --- resolve the kernel package: meta package -> versioned image package + version ---
+# --- resolve the kernel package (meta package -> versioned image package + version) and
+# the Open MPI packages' candidate versions and SHA256s ---
 # The candidate meta package's Depends names the image package and pins its version
-# ("linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)"): one apt-cache call, which matters
-# because apt's binary cache is disabled here and every apt-cache call costs ~1 s.
+# ("linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)"). Everything comes from one apt-cache
+# call, which matters because apt's binary cache is disabled here and every apt-cache call
+# costs ~1 s.
 resolve_kernel() {
-    local dep
-    dep=$(apt-cache show --no-all-versions "$meta_pkg" 2>/dev/null |
+    local dep show
+    show=$(apt-cache show --no-all-versions "$meta_pkg" "${mpi_pkgs[@]}" 2>/dev/null || true)
+    mpi_ver=() mpi_sha=()
+    mpi_parse_show <<<"$show"
+    mpi_resolved || return 1
+    dep=$(awk -v p="$meta_pkg" '/^Package: / { on = ($2 == p) } on' <<<"$show" |
           sed -n 's/^Depends:.*\(linux-image-[^ ,]*\)\( (= \([^)]*\))\)\{0,1\}.*/\1 \3/p' | head -n1)
     kpkg=${dep%% *}
     kver_pkg=${dep#* }
@@ -44,7 +54,7 @@ resolve_kernel() {
 if ! resolve_kernel; then
     log "apt lists missing or stale: running apt-get update once"
     apt-get update -qq
-    resolve_kernel || { echo "cannot resolve $meta_pkg via apt-cache" >&2; exit 1; }
+    resolve_kernel || { echo "cannot resolve $meta_pkg and ${mpi_pkgs[*]} via apt-cache" >&2; exit 1; }
 fi
 kernel_release="${kpkg#linux-image-}" # e.g. 6.1.0-56-cloud-amd64 (= uname -r, module dir)
 
@@ -55,6 +65,7 @@ inputs() {
     echo "busybox-sha256=$(sha256sum /bin/busybox | cut -d' ' -f1)"
     echo "gcc=$(gcc --version | head -n1)"
     echo "cflags=${cflags[*]}"
+    mpi_inputs
     (cd "$guest_dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
 }
 hash=$(inputs | sha256sum | cut -c1-16)
@@ -67,8 +78,8 @@ point_current() {
 
 complete() {
     local f
-    for f in vmlinuz initrd.img image.json; do [ -s "$1/$f" ] || return 1; done
-    for f in "${workloads[@]}"; do [ -x "$1/bin/vccr-$f" ] || return 1; done
+    for f in vmlinuz initrd.img initrd-mpi.img image.json; do [ -s "$1/$f" ] || return 1; done
+    for f in "${workloads[@]}" rsh rshd mpi-check; do [ -x "$1/bin/vccr-$f" ] || return 1; done
 }
 
 if [ -d "$final" ] && complete "$final"; then
@@ -125,11 +136,20 @@ done
 # The kernel opens /dev/console for init before /init can mount devtmpfs; without the
 # node, init starts with no stdin/stdout. mknod needs root: init copes without it.
 mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || log "warning: not root, initramfs has no /dev/console"
-(cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) | gzip -9 > "$tmp/initrd.img"
-rm -rf "$tmp/kernel" "$root"
+pack() { (cd "$1" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) | gzip "$3" > "$2"; }
+pack "$root" "$tmp/initrd.img" -9
+
+# --- initrd-mpi.img: the same tree plus Open MPI, vccr-rsh/vccr-rshd and the MPI job ---
+cp -a "$root" "$tmp/root-mpi"
+mpi_stage "$tmp/mpi-stage"
+mpi_build_root "$tmp/mpi-stage" "$tmp/root-mpi" "$tmp/bin"
+mpi_unpacked_kib=$(du -sk "$tmp/root-mpi" | cut -f1)
+pack "$tmp/root-mpi" "$tmp/initrd-mpi.img" -6 # -9: 3 s slower for 0.5 % smaller
+rm -rf "$tmp/kernel" "$root" "$tmp/root-mpi" "$tmp/mpi-stage" "$tmp/apt.err"
 
 workloads_json=$(printf '"%s",' "${workloads[@]}" idle)
 modules_json=$(printf '"%s",' "${modules[@]}")
+mpi_pkgs_json=$(for p in "${mpi_pkgs[@]}"; do printf '"%s": "%s",' "$p" "${mpi_ver[$p]}"; done)
 cat > "$tmp/image.json" <<EOF
 {
   "kernelVersion": "$kernel_release",
@@ -138,7 +158,15 @@ cat > "$tmp/image.json" <<EOF
   "hash": "$hash",
   "builtAt": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
   "workloads": [${workloads_json%,}],
-  "modules": [${modules_json%,}]
+  "modules": [${modules_json%,}],
+  "mpi": {
+    "initrd": "initrd-mpi.img",
+    "workloads": [${workloads_json%,}, "mpi"],
+    "openmpiVersion": "${mpi_ver[openmpi-bin]}",
+    "unpackedKiB": $mpi_unpacked_kib,
+    "plugins": {"kept": $mpi_plugins_kept, "dropped": $mpi_plugins_dropped},
+    "packages": {${mpi_pkgs_json%,}}
+  }
 }
 EOF
 
@@ -146,4 +174,4 @@ mv -T "$tmp" "$final"
 point_current
 # Keep only the current image (old kernels/initrds are cheap to rebuild).
 find "$out_root" -mindepth 1 -maxdepth 1 -type d ! -name "$hash" -exec rm -rf {} +
-log "built $final ($kpkg $kver_pkg, initrd $(du -k "$final/initrd.img" | cut -f1) KiB) in $(elapsed)"
+log "built $final ($kpkg $kver_pkg, initrd $(du -k "$final/initrd.img" | cut -f1) KiB, initrd-mpi $(du -k "$final/initrd-mpi.img" | cut -f1) KiB) in $(elapsed)"
