@@ -22,6 +22,8 @@ import { clusterStateQuery, clusterWorkflowId, progressQuery, type ClusterState,
 import { EXIT, VccrError, toVccrError } from './errors';
 
 export { EXIT, VccrError } from './errors';
+
+export const WORKFLOW_TASK_TIMEOUT = '3 seconds';
 export type { CheckpointResult, RestartResult, LaunchResult, ShutdownResult, InspectResult, OperationProgress, ClusterState, Manifest };
 
 export interface WatchOptions {
@@ -189,6 +191,8 @@ export class VccrClient {
         args,
         // Operation ids name the cluster and checkpoint: never run one twice.
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        // A workflow task lost with a crashed controller is retried after this (Temporal's default is 10 s).
+        workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
       });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {

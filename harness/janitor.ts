@@ -11,7 +11,8 @@ type Record =
   | { kind: 'netns'; name: string }
   | { kind: 'path'; path: string }
   /** A host worker's state folder: every VM recorded under it (vm.json) is ended by the sweep. */
-  | { kind: 'vm-state'; path: string };
+  | { kind: 'vm-state'; path: string }
+  | { kind: 'mount'; path: string };
 
 function dir(): string | undefined {
   const d = process.env.VCCR_JANITOR_DIR;
@@ -29,6 +30,8 @@ function keyOf(r: Record): string {
       return `path-${Buffer.from(r.path).toString('base64url')}`;
     case 'vm-state':
       return `vm-state-${Buffer.from(r.path).toString('base64url')}`;
+    case 'mount':
+      return `mount-${Buffer.from(r.path).toString('base64url')}`;
   }
 }
 
@@ -62,6 +65,12 @@ export const janitor = {
   },
   untrackPath(path: string): void {
     forget({ kind: 'path', path });
+  },
+  trackMount(path: string): void {
+    remember({ kind: 'mount', path });
+  },
+  untrackMount(path: string): void {
+    forget({ kind: 'mount', path });
   },
   trackVmState(path: string): void {
     remember({ kind: 'vm-state', path });
@@ -97,6 +106,12 @@ export async function sweep(janitorDir: string): Promise<string[]> {
     if (r.kind === 'netns' && spawnSync('ip', ['netns', 'pids', r.name]).status === 0) {
       leftovers.push(`network namespace ${r.name}`);
       spawnSync('ip', ['netns', 'del', r.name]);
+    }
+  }
+  for (const r of records) {
+    if (r.kind === 'mount' && spawnSync('mountpoint', ['-q', r.path]).status === 0) {
+      leftovers.push(`mount ${r.path}`);
+      spawnSync('umount', ['-l', r.path]);
     }
   }
   for (const r of records) {

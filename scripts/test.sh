@@ -36,6 +36,8 @@ if [ ${#files[@]} -eq 0 ]; then
 fi
 
 janitor=$(mktemp -d /tmp/vccr-janitor-XXXXXX)
+# Each fault-suite run appends its outcome here; the summary is printed at the end.
+export VCCR_FAULT_REPORT="$repo/.cache/fault-report-$(date +%Y%m%d-%H%M%S).jsonl"
 export VCCR_JANITOR_DIR="$janitor"
 export VCCR_LOG_LEVEL="${VCCR_LOG_LEVEL:-warn}"
 sweep() { node dist/harness/sweep.js "$janitor"; }
@@ -45,6 +47,10 @@ started=$(date +%s)
 status=0
 node --test --test-concurrency=1 --test-timeout=900000 "${files[@]}" || status=$?
 echo "# test wall time: $(( $(date +%s) - started ))s for ${#files[@]} files"
+if [ -f "$VCCR_FAULT_REPORT" ]; then
+  echo "# fault suite ($VCCR_FAULT_REPORT):"
+  node dist/scripts/fault-report.js "$VCCR_FAULT_REPORT" | sed 's/^/# /'
+fi
 trap - EXIT
 sweep || status=1
 exit "$status"

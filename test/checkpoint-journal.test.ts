@@ -119,3 +119,39 @@ test('checkpoint, keep writing, kill, restart: the journal continues exactly fro
   // The frozen layer itself was never written by the restored VM.
   assert.equal(verifyChain(vm.disks[0].frozen).records, frozen.records);
 });
+
+test('deleting checkpoints never breaks another checkpoint or the running VM (shared disk layers)', { timeout: 300_000 }, async () => {
+  // The first test left the cluster down: bring it back from its checkpoint.
+  await bed.vccr.restart(CLUSTER, { force: true });
+  const stillWriting = async (from: number) => {
+    await waitForConsole(consolePath, /(?:^JOURNAL WROTE seq=\d+\n){5}/m, { from, timeoutMs: 60_000 });
+    assert.deepEqual(journalErrors(readConsole(consolePath).slice(from)), [], 'the journal keeps writing without error');
+  };
+  const c1 = await bed.vccr.checkpoint(CLUSTER, { checkpointId: 'layers-1' });
+  await stillWriting(readConsole(consolePath).length);
+  const c2 = await bed.vccr.checkpoint(CLUSTER, { checkpointId: 'layers-2' });
+  assert.ok('checkpointId' in c1 && 'checkpointId' in c2);
+  const m2 = (await bed.vccr.checkpoints.show(CLUSTER, 'layers-2')).manifest;
+  const m1 = (await bed.vccr.checkpoints.show(CLUSTER, 'layers-1')).manifest;
+  assert.equal(m2.vms[0]?.disks[0]?.backing[0], m1.vms[0]?.disks[0]?.frozen, 'checkpoint 2 is layered on checkpoint 1');
+
+  // Deleting the older one keeps what the newer one and the running VM stand on.
+  await bed.vccr.checkpoints.delete(CLUSTER, 'layers-1');
+  assert.equal((await bed.vccr.checkpoints.verify(CLUSTER, 'layers-2')).ok, true);
+  await stillWriting(readConsole(consolePath).length);
+
+  // Restoring the newer one works; then deleting it while the restored VM runs on its layer is safe too.
+  await bed.killAllVms();
+  await bed.vccr.restart(CLUSTER, { checkpointId: 'layers-2' });
+  const restored = sinceLastRestore(consolePath, 'layers-2');
+  assert.deepEqual(journalErrors(restored), []);
+  const deleted = await bed.vccr.checkpoints.delete(CLUSTER, 'layers-2');
+  const chainNow = JSON.parse(execFileSync('cat', [join(bed.store, CLUSTER, '_disks', 'writer', 'data', 'chain.json')], { encoding: 'utf8' })) as { active: string; backing: string[] };
+  const removedLive = deleted.removedLayers.filter((l) => l === chainNow.active || chainNow.backing.includes(l));
+  assert.deepEqual(removedLive, [], 'no layer of the running VM is removed');
+  await stillWriting(readConsole(consolePath).length);
+  await bed.vccr.down(CLUSTER);
+  const live = JSON.parse(execFileSync('cat', [join(bed.store, CLUSTER, '_disks', 'writer', 'data', 'chain.json')], { encoding: 'utf8' })) as { active: string };
+  const final = verifyChain(live.active);
+  assert.ok(final.ok, `the disk of the VM that outlived both checkpoints verifies: ${final.output}`);
+});

@@ -198,6 +198,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
         : reasonOf(err);
     progress.fail(reason);
     log.warn('checkpoint failed; undoing', { cluster, checkpointId, phase, reason });
+    const leftovers: string[] = [];
     await CancellationScope.nonCancellable(async () => {
       progress.phase('abort');
       const pausedHosts = new Map([...byHost].filter(([host]) => pauseAttempted.has(host)));
@@ -208,7 +209,10 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
         r.ok ? r.value.failed.map((f) => `${f.name} on ${r.host}: ${f.reason}`) : [`every VM on host ${r.host}: ${reasonOf(r.error)}`],
       );
       progress.vms(Object.keys(placement), 'running');
-      await controller.quick.abortCheckpoint({ store: spec.store, cluster, checkpointId, workflowId: info.workflowId, runId: info.runId, phase, reason });
+      const cleanup = await controller.quick
+        .abortCheckpoint({ store: spec.store, cluster, checkpointId, workflowId: info.workflowId, runId: info.runId, phase, reason })
+        .catch((e: unknown) => ({ problems: [`store cleanup failed: ${reasonOf(e)}`] }));
+      leftovers.push(...cleanup.problems);
       progress.endPhase();
       await releaseCluster(cluster, {
         outcome: 'failed',
@@ -216,9 +220,13 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
         checkpointId,
         detail: reason,
       });
-      if (stuck.length) log.error('VMs could not be resumed', { hosts: stuck });
+      if (stuck.length) {
+        log.error('VMs could not be resumed', { vms: stuck });
+        leftovers.push(`not resumed: ${stuck.join('; ')}`);
+      }
     });
-    throw failWith(`checkpoint ${checkpointId} of cluster ${cluster} failed in ${phase}: ${reason}`, 'CheckpointFailed', err);
+    const note = leftovers.length ? ` (and: ${leftovers.join('; ')})` : '';
+    throw failWith(`checkpoint ${checkpointId} of cluster ${cluster} failed in ${phase}: ${reason}${note}`, 'CheckpointFailed', err);
   }
 
   // Committed: from here on the checkpoint exists whatever happens to the resume.

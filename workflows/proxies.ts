@@ -7,16 +7,20 @@ import type { HostActivities } from '../activities/host';
 import type { ControllerActivities } from '../activities/controller';
 
 /** How long a host activity may wait for its worker before the host counts as unreachable. */
-export const HOST_PICKUP_TIMEOUT = '15 seconds';
+export const HOST_PICKUP_TIMEOUT = '10 seconds';
+
+/** Every activity heartbeats about twice a second: a dead worker is noticed after this. */
+const DEAD_WORKER_AFTER = '5 seconds';
 
 const quick: ActivityOptions = {
   scheduleToStartTimeout: HOST_PICKUP_TIMEOUT,
   startToCloseTimeout: '30 seconds',
+  heartbeatTimeout: DEAD_WORKER_AFTER,
   retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '2 seconds', maximumAttempts: 5 },
 };
 
 /** Steps that stream data or boot processes: they heartbeat about once a second. */
-function long(startToClose: Duration, heartbeat: Duration = '10 seconds', attempts = 3): ActivityOptions {
+function long(startToClose: Duration, heartbeat: Duration = DEAD_WORKER_AFTER, attempts = 3): ActivityOptions {
   return {
     scheduleToStartTimeout: HOST_PICKUP_TIMEOUT,
     startToCloseTimeout: startToClose,
@@ -28,24 +32,25 @@ function long(startToClose: Duration, heartbeat: Duration = '10 seconds', attemp
 export function hostActivities(taskQueue: string) {
   return {
     quick: proxyActivities<HostActivities>({ ...quick, taskQueue }),
-    launch: proxyActivities<HostActivities>({ ...long('5 minutes', '20 seconds'), taskQueue }),
-    transfer: (startToClose: Duration) => proxyActivities<HostActivities>({ ...long(startToClose, '5 seconds'), taskQueue }),
+    launch: proxyActivities<HostActivities>({ ...long('5 minutes'), taskQueue }),
+    transfer: (startToClose: Duration) => proxyActivities<HostActivities>({ ...long(startToClose), taskQueue }),
   };
 }
 
 export function controllerActivities() {
   const taskQueue = workflowInfo().taskQueue;
   return {
-    // Short: while a controller activity is lost with its worker, the cluster may be paused.
+    // While a controller activity is lost with its worker the cluster may be paused: heartbeats tell.
     quick: proxyActivities<ControllerActivities>({
       taskQueue,
-      startToCloseTimeout: '10 seconds',
+      startToCloseTimeout: '1 minute',
+      heartbeatTimeout: DEAD_WORKER_AFTER,
       retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '5 seconds', maximumAttempts: 10 },
     }),
     long: proxyActivities<ControllerActivities>({
       taskQueue,
       startToCloseTimeout: '1 hour',
-      heartbeatTimeout: '30 seconds',
+      heartbeatTimeout: DEAD_WORKER_AFTER,
       retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 5 },
     }),
   };

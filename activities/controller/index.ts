@@ -2,9 +2,10 @@
 import type { Client } from '@temporalio/client';
 import { lockActivities } from './lock';
 import * as store from './store';
+import { allHeartbeating } from '../heartbeat';
 
 export function createControllerActivities(client: Client, controllerTaskQueue: string) {
-  return {
+  return allHeartbeating({
     ...lockActivities(client, controllerTaskQueue),
     beginCheckpoint: store.beginCheckpoint,
     commitCheckpoint: store.commitCheckpoint,
@@ -16,7 +17,7 @@ export function createControllerActivities(client: Client, controllerTaskQueue: 
     verifyCheckpoint: store.verifyCheckpoint,
     deleteCheckpoint: store.deleteCheckpoint,
     collectGarbage: store.collectGarbage,
-  };
+  });
 }
 
 export type ControllerActivities = ReturnType<typeof createControllerActivities>;

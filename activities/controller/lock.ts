@@ -16,6 +16,7 @@ export function lockActivities(client: Client, controllerTaskQueue: string) {
       taskQueue: controllerTaskQueue,
       args: [{ cluster }],
       workflowIdConflictPolicy: 'USE_EXISTING',
+      workflowTaskTimeout: '3 seconds',
     });
   }
 

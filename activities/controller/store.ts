@@ -1,8 +1,8 @@
 // The checkpoint store, as seen by the controller: begin, commit, abort, find, list, verify, delete and
 // garbage-collect. Commit is the only step that makes a checkpoint exist (manifest.json, written
 // atomically); everything read back from the store is validated before it is believed.
-import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat, statfs, open } from 'node:fs/promises';
+import { constants, createReadStream, existsSync } from 'node:fs';
+import { access, mkdir, readdir, readFile, rm, stat, statfs, open } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
@@ -77,7 +77,16 @@ async function committedManifests(store: string, cluster: string): Promise<Manif
 
 export async function beginCheckpoint(req: BeginCheckpointRequest): Promise<BeginCheckpointReply> {
   const dir = storeLayout.checkpointDir(req.store, req.cluster, req.checkpointId);
-  await mkdir(storeLayout.clusterDir(req.store, req.cluster), { recursive: true, mode: 0o700 });
+  try {
+    await mkdir(storeLayout.clusterDir(req.store, req.cluster), { recursive: true, mode: 0o700 });
+  } catch (err) {
+    // A recursive mkdir reports ENOENT for a read-only file system: ask the store itself why.
+    const why = await access(req.store, constants.W_OK).then(
+      () => (err as NodeJS.ErrnoException).code ?? String(err),
+      (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? 'it does not exist' : e.code ?? String(e)),
+    );
+    fail(`checkpoint store ${req.store} is not writable (${why})`, 'StoreNotWritable');
+  }
   const existing = await readManifest(storeLayout.manifest(req.store, req.cluster, req.checkpointId));
   if (existing && existing.runId !== req.runId) {
     fail(`checkpoint ${req.checkpointId} of cluster ${req.cluster} already exists`, 'CheckpointExists');
@@ -143,26 +152,50 @@ export async function recordResume(req: RecordResumeRequest): Promise<void> {
   await writeFileAtomic(storeLayout.resumeRecord(req.store, req.cluster, record.checkpointId), JSON.stringify(record, null, 2) + '\n');
 }
 
-export async function abortCheckpoint(req: AbortCheckpointRequest): Promise<void> {
+/**
+ * Undoes what a failed checkpoint left in the store and records why it failed. Best effort by design: it
+ * runs on the failure path, where the store itself may be the problem (full, read-only); it reports what it
+ * could not do instead of throwing, so the rest of the undo (resuming VMs, releasing the lock) goes on.
+ */
+export async function abortCheckpoint(req: AbortCheckpointRequest): Promise<{ problems: string[] }> {
+  const problems: string[] = [];
   const dir = storeLayout.checkpointDir(req.store, req.cluster, req.checkpointId);
   const existing = await readManifest(storeLayout.manifest(req.store, req.cluster, req.checkpointId)).catch(() => undefined);
   if (existing && existing.runId !== req.runId) {
     // This run failed because the id was taken: the committed checkpoint of that id is not ours to touch.
     log.warn({ checkpoint: req.checkpointId }, 'not touching a checkpoint another run committed');
-    return;
+    return { problems };
   }
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(storeLayout.failedDir(req.store, req.cluster), { recursive: true, mode: 0o700 });
-  const record = failureRecordSchema.parse({
-    cluster: req.cluster,
-    checkpointId: req.checkpointId,
-    workflowId: req.workflowId,
-    failedAt: new Date().toISOString(),
-    phase: req.phase,
-    reason: req.reason,
-  });
-  await writeFileAtomic(storeLayout.failedRecord(req.store, req.cluster, req.checkpointId), JSON.stringify(record, null, 2) + '\n');
-  log.warn({ cluster: req.cluster, checkpoint: req.checkpointId, phase: req.phase, reason: req.reason }, 'checkpoint failed');
+  // A save abandoned a moment ago may still be cleaning up its partial file in there: retry briefly.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 100 });
+      break;
+    } catch (err) {
+      if (attempt < 5) {
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      problems.push(`could not remove ${dir}: ${(err as Error).message}`);
+      break;
+    }
+  }
+  try {
+    await mkdir(storeLayout.failedDir(req.store, req.cluster), { recursive: true, mode: 0o700 });
+    const record = failureRecordSchema.parse({
+      cluster: req.cluster,
+      checkpointId: req.checkpointId,
+      workflowId: req.workflowId,
+      failedAt: new Date().toISOString(),
+      phase: req.phase,
+      reason: req.reason,
+    });
+    await writeFileAtomic(storeLayout.failedRecord(req.store, req.cluster, req.checkpointId), JSON.stringify(record, null, 2) + '\n');
+  } catch (err) {
+    problems.push(`could not record the failure in the store: ${(err as Error).message}`);
+  }
+  log.warn({ cluster: req.cluster, checkpoint: req.checkpointId, phase: req.phase, reason: req.reason, problems }, 'checkpoint failed');
+  return { problems };
 }
 
 /** The manifest of a committed checkpoint (the newest if no id), after checking its files are all there. */

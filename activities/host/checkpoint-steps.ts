@@ -183,6 +183,14 @@ async function saveOne(
   const socket = join(runtime.registry.vmDir(record.cluster, record.name), 'save.sock');
   const receiver = new StateReceiver(socket, partial, { onProgress, signal });
   await receiver.start();
+  try {
+    // The checkpoint may have been abandoned (and its folder removed) while we got here.
+    runtime.watchdog.check(record, req.checkpointId);
+  } catch (err) {
+    receiver.abort(err);
+    await rm(partial, { force: true });
+    throw err;
+  }
   const startedAt = Date.now();
   const finished = qmp.waitForEvent(
     'MIGRATION',
@@ -241,6 +249,10 @@ export async function resumeVms(runtime: HostRuntime, req: ResumeRequest): Promi
       const qmp = await runtime.qmp(record);
       const { status: before } = await qmp.command('query-status');
       if (before === 'inmigrate') throw new Error('it is still waiting for its state');
+      // An abandoned checkpoint may still be saving it: stop that first, or cont would turn the save
+      // into a live migration that keeps writing while the guest runs.
+      const migration = await qmp.command('query-migrate');
+      if (migration.status === 'active' || migration.status === 'setup') await qmp.command('migrate_cancel');
       if (before !== 'running') await qmp.command('cont');
       return { name, at: Date.now(), before };
     }),

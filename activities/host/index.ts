@@ -4,6 +4,7 @@ import { prepareCheckpoint, pauseVms, freezeDisks, saveVmStates, resumeVms } fro
 import { launchVms, verifyStateFiles, loadVmStates } from './restore-steps';
 import { ProgressReporter, type SignalProgress } from './progress';
 import type { HostRuntime } from './runtime';
+import { allHeartbeating } from '../heartbeat';
 import type {
   EnsureGoneRequest,
   FreezeRequest,
@@ -19,7 +20,7 @@ import type {
 } from './types';
 
 export function createHostActivities(runtime: HostRuntime, signalProgress: SignalProgress) {
-  return {
+  return allHeartbeating({
     launchVms: (req: LaunchRequest) => launchVms(runtime, req),
     inspectVms: (req: VmRef) => inspectVms(runtime, req),
     stopVms: (req: StopRequest) => stopVms(runtime, req),
@@ -45,7 +46,7 @@ export function createHostActivities(runtime: HostRuntime, signalProgress: Signa
         await progress.flush();
       }
     },
-  };
+  });
 }
 
 export type HostActivities = ReturnType<typeof createHostActivities>;

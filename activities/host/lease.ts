@@ -10,8 +10,20 @@ export const leaseSchema = z.object({
   checkpointId: z.string(),
   state: z.enum(['held', 'released', 'expired']),
   pausedAt: z.number(),
+  /** When the host worker's watchdog resumes the VM: a little before the bound itself. */
   deadline: z.number(),
+  /** The pause guard acts this long after `deadline` — still before the bound — if the worker did not. */
+  guardAfterMs: z.number().default(500),
 });
+
+/**
+ * Deadlines for a pause bound: the watchdog acts `slack` before the bound and the guard `slack/2` before
+ * it, so whichever resumes the VM does so within the bound (the workflow's own undo starts earlier still).
+ */
+export function leaseTimes(pausedAt: number, boundMs: number): { deadline: number; guardAfterMs: number } {
+  const slack = Math.max(200, Math.min(2000, Math.floor(boundMs / 10)));
+  return { deadline: pausedAt + boundMs - slack, guardAfterMs: Math.floor(slack / 2) };
+}
 export type PauseLease = z.infer<typeof leaseSchema>;
 
 export const LEASE_FILE = 'pause-lease.json';

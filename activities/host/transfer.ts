@@ -115,6 +115,8 @@ export class StateReceiver {
         if (batchBytes >= BATCH_BYTES) {
           await inFlight;
           inFlight = handle.writev(batch);
+          // Handled when awaited above or below; until then it must not count as unhandled (ENOSPC!).
+          inFlight.catch(() => undefined);
           batch = [];
           batchBytes = 0;
         }

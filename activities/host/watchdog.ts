@@ -5,7 +5,7 @@
 // If the worker itself dies, the detached pause guard (workers/pause-guard.ts) does the same a moment later.
 import { rmSync } from 'node:fs';
 import { ApplicationFailure } from '@temporalio/activity';
-import { leasePath, readLease, writeLease, type PauseLease } from './lease';
+import { leasePath, leaseTimes, readLease, writeLease, type PauseLease } from './lease';
 import type { HostRuntime } from './runtime';
 import type { VmRecord } from './registry';
 
@@ -40,7 +40,7 @@ export class PauseWatchdog {
       return existing;
     }
     const now = Date.now();
-    const lease: PauseLease = { checkpointId, state: 'held', pausedAt: now, deadline: now + boundMs };
+    const lease: PauseLease = { checkpointId, state: 'held', pausedAt: now, ...leaseTimes(now, boundMs) };
     this.write(record, lease);
     this.arm(record, lease);
     return lease;
@@ -51,7 +51,7 @@ export class PauseWatchdog {
     const existing = this.read(record);
     this.disarm(record);
     if (existing?.checkpointId === checkpointId && existing.state !== 'held') return;
-    this.write(record, { checkpointId, state: 'released', pausedAt: existing?.pausedAt ?? 0, deadline: existing?.deadline ?? 0 });
+    this.write(record, { checkpointId, state: 'released', pausedAt: existing?.pausedAt ?? 0, deadline: existing?.deadline ?? 0, guardAfterMs: 0 });
   }
 
   /** Refuses to go on with a checkpoint whose pause is no longer held (bound passed, or ended). */

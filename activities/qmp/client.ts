@@ -170,6 +170,7 @@ export class QmpClient {
   readonly #streams = new Set<EventSink>();
   readonly #waiters = new Set<EventWaiter>();
   #closeReason: QmpError | undefined;
+  #closedByUs = false;
   readonly #closed: Promise<QmpError>;
   #resolveClosed!: (reason: QmpError) => void;
 
@@ -426,6 +427,7 @@ export class QmpClient {
 
   /** End the session. Idempotent; resolves once the socket is fully closed. */
   async close(): Promise<void> {
+    if (this.#state !== 'closed') this.#closedByUs = true;
     this.#teardown(new QmpDisconnectedError('closed by client'));
     await this.#socketClosed;
   }
@@ -447,7 +449,8 @@ export class QmpClient {
     this.#closeReason = reason;
     this.#socket?.destroy();
 
-    const level = reason instanceof QmpProtocolError ? 'error' : 'info';
+    // Our own close() is routine; QEMU going away is worth a line; a protocol violation is an error.
+    const level = reason instanceof QmpProtocolError ? 'error' : this.#closedByUs ? 'debug' : 'info';
     this.#log[level](
       { reason: reason.message, pendingCommands: this.#pending.size, eventWaiters: this.#waiters.size },
       'QMP session ended',

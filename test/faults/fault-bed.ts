@@ -1,0 +1,188 @@
+// The fault suite's shared ground: a cluster with a token ring (3 VMs) and a memory-heavy VM with a disk
+// (so saves take a while and the freeze phase has work), on two host workers; a monitor of every VM's run
+// state; the end-state checks every case makes; and the report RELIABILITY.md's figures come from.
+import assert from 'node:assert/strict';
+import { appendFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { TestBed, REPO_ROOT, guestImageDir } from '../../harness/testbed';
+import { readConsole, ringErrors, ringTokens, waitForConsole } from '../../harness/console';
+import { QmpClient } from '../../activities/qmp';
+import { sleep } from '../../common/proc';
+import type { ClusterSpecInput } from '../../common/spec';
+
+export const RUNS = Math.max(1, Number(process.env.VCCR_FAULT_RUNS ?? 5));
+export const CLUSTER = 'f';
+export const PAUSE_BOUND_S = 15;
+export const RING = [
+  { name: 'vm0', host: 'a' },
+  { name: 'vm1', host: 'b' },
+  { name: 'vm2', host: 'a' },
+];
+export const HEAVY = { name: 'heavy', host: 'b' };
+export const HOME: Record<string, string> = { ...Object.fromEntries(RING.map((v) => [v.name, v.host])), [HEAVY.name]: HEAVY.host };
+export const ALL_VMS = Object.keys(HOME).sort();
+
+export const random = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
+
+export function faultSpec(bed: TestBed, cluster = CLUSTER, store = bed.store): ClusterSpecInput {
+  const image = guestImageDir();
+  const ip = (i: number) => `10.77.0.${11 + i}`;
+  const base = join(bed.dir, 'scratch-base.raw');
+  if (!existsSync(base)) execFileSync('qemu-img', ['create', '-q', '-f', 'raw', base, '16M']);
+  return {
+    cluster,
+    store,
+    pauseBoundSeconds: PAUSE_BOUND_S,
+    hosts: { a: {}, b: {} },
+    vms: [
+      ...RING.map((vm, i) => ({
+        name: vm.name,
+        host: vm.host,
+        memoryMiB: 128,
+        boot: {
+          kernel: join(image, 'vmlinuz'),
+          initrd: join(image, 'initrd.img'),
+          append: `console=ttyS0 quiet panic=-1 init_on_free=1 vccr.ip=${ip(i)}/24 vccr.run=ring vccr.args=--id,${i},--nodes,3,--listen,7000,--next,${ip((i + 1) % 3)}:7000,--delay-ms,20,--stall-sec,30`,
+        },
+        nics: [{ id: 'net0', tap: bed.network?.taps[i] ?? `tap${i}` }],
+        ...(bed.network ? { netns: bed.network.name } : {}),
+      })),
+      {
+        name: HEAVY.name,
+        host: HEAVY.host,
+        memoryMiB: 320,
+        boot: {
+          kernel: join(image, 'vmlinuz'),
+          initrd: join(image, 'initrd.img'),
+          append: 'console=ttyS0 quiet panic=-1 init_on_free=1 vccr.run=memfill vccr.args=--mb,200',
+        },
+        disks: [{ id: 'scratch', image: base, format: 'raw' }],
+      },
+    ],
+  };
+}
+
+export async function startFaultBed(): Promise<TestBed> {
+  const bed = await TestBed.start({ hosts: ['a', 'b'], taps: 3 });
+  await bed.vccr.up(faultSpec(bed));
+  for (const vm of RING) await waitForConsole(bed.consoleLog(vm.host, CLUSTER, vm.name), /(?:^RING TOKEN .*\n){5}/m, { timeoutMs: 180_000 });
+  await waitForConsole(bed.consoleLog(HEAVY.host, CLUSTER, HEAVY.name), /^MEMFILL READY/m, { timeoutMs: 180_000 });
+  return bed;
+}
+
+/**
+ * Watches every VM's run state through its guard monitor (connect, query-status, close — the monitor
+ * serves one client at a time and the pause guard may need it) and keeps the longest pause.
+ */
+export class PauseMonitor {
+  private pausedSince = new Map<string, number>();
+  maxPausedMs = 0;
+  private running = true;
+  private readonly loop: Promise<void>;
+
+  constructor(
+    private readonly bed: TestBed,
+    private readonly placement: () => Record<string, string>,
+    private readonly cluster = CLUSTER,
+  ) {
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      await Promise.all(Object.entries(this.placement()).map(([vm, host]) => this.probe(vm, host)));
+      await sleep(200);
+    }
+  }
+
+  private async probe(vm: string, host: string): Promise<void> {
+    let status: string | undefined;
+    try {
+      const qmp = await QmpClient.connect(this.bed.vmRecord(host, this.cluster, vm).guardSocket, { connectTimeoutMs: 1000, commandTimeoutMs: 1000 });
+      try {
+        status = (await qmp.command('query-status')).status;
+      } finally {
+        await qmp.close();
+      }
+    } catch {
+      status = undefined; // dead, restarting, or the monitor is busy: not evidence of a pause
+    }
+    const now = Date.now();
+    if (status === 'paused' || status === 'postmigrate' || status === 'finish-migrate') {
+      const since = this.pausedSince.get(vm) ?? now;
+      this.pausedSince.set(vm, since);
+      this.maxPausedMs = Math.max(this.maxPausedMs, now - since);
+    } else if (status !== undefined) {
+      this.pausedSince.delete(vm);
+    }
+  }
+
+  async stop(): Promise<number> {
+    this.running = false;
+    await this.loop;
+    return this.maxPausedMs;
+  }
+}
+
+/** Waits until every VM runs again (a guard may still be about to resume one), then checks it thoroughly. */
+export async function assertClusterHealthy(bed: TestBed, placement: Record<string, string> = HOME, cluster = CLUSTER): Promise<void> {
+  const deadline = Date.now() + (PAUSE_BOUND_S + 10) * 1000;
+  let statuses: string[] = [];
+  for (;;) {
+    const status = await bed.vccr.status(cluster);
+    statuses = status.vms.map((v) => `${v.name}@${v.host}:${v.alive ? (v.qmpStatus ?? v.error ?? '?') : 'dead'}`);
+    if (status.vms.length === ALL_VMS.length && status.vms.every((v) => v.alive && v.qmpStatus === 'running')) break;
+    if (Date.now() > deadline) assert.fail(`not every VM runs: ${statuses.join(', ')}`);
+    await sleep(500);
+  }
+  // The running cluster lost nothing: the ring goes on without error, memfill's self-check holds.
+  for (const vm of RING) {
+    const path = bed.consoleLog(placement[vm.name] ?? vm.host, cluster, vm.name);
+    const from = readConsole(path).length;
+    await waitForConsole(path, /(?:^RING TOKEN .*\n){3}/m, { from, timeoutMs: 60_000 });
+    const text = readConsole(path);
+    const since = text.lastIndexOf('=== vccr:');
+    assert.deepEqual(ringErrors(text.slice(since)), [], `${vm.name}: ring errors`);
+    assert.ok(ringTokens(text.slice(since)).length > 0);
+  }
+  const heavy = bed.consoleLog(placement[HEAVY.name] ?? HEAVY.host, cluster, HEAVY.name);
+  await waitForConsole(heavy, /^MEMFILL ALIVE/m, { from: readConsole(heavy).length, timeoutMs: 60_000 });
+  assert.doesNotMatch(readConsole(heavy).slice(readConsole(heavy).lastIndexOf('=== vccr:')), /^MEMFILL ERROR/m);
+}
+
+/**
+ * The store holds only committed checkpoints (each with all its files, and every one listed here verifies
+ * against its checksums) and failure records; nothing partial.
+ */
+export async function assertStoreClean(bed: TestBed, verifyIds: string[], store = bed.store, cluster = CLUSTER): Promise<void> {
+  const dir = join(store, cluster);
+  for (const entry of readdirSync(dir)) {
+    if (entry.startsWith('_')) continue;
+    assert.ok(existsSync(join(dir, entry, 'manifest.json')), `checkpoint folder ${entry} has a committed manifest`);
+    const partials = readdirSync(join(dir, entry)).filter((f) => f.endsWith('.partial') || f.startsWith('.'));
+    assert.deepEqual(partials, [], `no partial files in ${entry}`);
+  }
+  for (const id of verifyIds) {
+    const report = await bed.vccr.checkpoints.verify(cluster, id, store);
+    assert.equal(report.ok, true, `checkpoint ${id}: ${report.problems.join('; ')}`);
+  }
+}
+
+export interface FaultRecord {
+  suite: string;
+  case: string;
+  run: number;
+  outcome: string;
+  maxPausedMs: number;
+  ms: number;
+  detail: string;
+  ok: boolean;
+}
+
+/** Appends one run's outcome to the fault report (RELIABILITY.md's figures are made from it). */
+export function report(r: FaultRecord): void {
+  const path = process.env.VCCR_FAULT_REPORT ?? join(REPO_ROOT, '.cache', 'fault-report.jsonl');
+  mkdirSync(join(path, '..'), { recursive: true });
+  appendFileSync(path, `${JSON.stringify({ at: new Date().toISOString(), ...r })}\n`);
+}

@@ -1,0 +1,92 @@
+// Fault case 3: a QEMU process is killed during a checkpoint (the checkpoint fails clearly and the rest of
+// the cluster is resumed), and during a restart (the restart fails clearly and what it started is cleaned
+// up). Each time the cluster is then brought back from its last good checkpoint, and carries on from it.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { TestBed } from '../../harness/testbed';
+import { sleep, terminate } from '../../common/proc';
+import { assertRingContinued } from '../helpers/ring-check';
+import { CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, RING, RUNS, assertClusterHealthy, assertStoreClean, random, report, startFaultBed } from './fault-bed';
+import { outcomeOf, waitForPhase } from './waits';
+
+const CHECKPOINT_PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
+const RESTART_PHASES = ['validate', 'stop-old', 'launch', 'load', 'resume'];
+let bed: TestBed;
+let good = '';
+
+before(async () => {
+  bed = await startFaultBed();
+  const r = await bed.vccr.checkpoint(CLUSTER, { checkpointId: 'good' });
+  assert.ok('checkpointId' in r);
+  good = r.checkpointId;
+});
+after(async () => {
+  await bed?.stop();
+});
+
+async function killVm(vm: string): Promise<void> {
+  const record = bed.vmRecord(HOME[vm] ?? '', CLUSTER, vm);
+  await terminate({ pid: record.pid, startTime: record.startTime }, 'SIGKILL');
+}
+
+async function restoreGood(): Promise<void> {
+  await bed.vccr.restart(CLUSTER, { checkpointId: good, force: true });
+  const { manifest } = await bed.vccr.checkpoints.show(CLUSTER, good);
+  await assertRingContinued(bed, CLUSTER, manifest, HOME, 5, RING.map((v) => v.name));
+  await assertClusterHealthy(bed);
+}
+
+test('a QEMU killed during a checkpoint: clear failure, the other VMs resumed', { timeout: RUNS * 150_000 }, async (t) => {
+  for (let run = 1; run <= RUNS; run++) {
+    const started = Date.now();
+    const victim = run % 2 ? 'heavy' : 'vm1';
+    const monitor = new PauseMonitor(bed, () => HOME);
+    const id = `qc-${run}-${Date.now().toString(36)}`;
+    const workflowId = `vccr-${CLUSTER}-checkpoint-${id}`;
+    await bed.vccr.checkpoint(CLUSTER, { checkpointId: id, noWait: true });
+    const phase = run % 3 === 0 ? 'pause' : 'save';
+    await waitForPhase(bed, workflowId, CHECKPOINT_PHASES, phase);
+    await sleep(random(0, phase === 'save' ? 600 : 50));
+    await killVm(victim);
+    const outcome = await outcomeOf(bed, workflowId);
+    const maxPausedMs = await monitor.stop();
+    if (outcome === 'completed') {
+      // Killed after its state was saved: a valid checkpoint of the cluster as it was.
+      await assertStoreClean(bed, [id]);
+    } else {
+      assert.match(outcome, new RegExp(`failed: checkpoint ${id} of cluster ${CLUSTER} failed in \\w+: .*${victim}`), 'the failure names the VM');
+      await assertStoreClean(bed, []);
+    }
+    const status = await bed.vccr.status(CLUSTER);
+    for (const vm of status.vms) {
+      if (vm.name === victim) assert.equal(vm.alive, false);
+      else assert.equal(vm.qmpStatus, 'running', `${vm.name} was resumed`);
+    }
+    assert.ok(maxPausedMs < PAUSE_BOUND_S * 1000, `paused ${maxPausedMs} ms`);
+    await restoreGood();
+    t.diagnostic(`run ${run}: killed ${victim} in ${phase} → ${outcome.slice(0, 200)}; longest pause ${maxPausedMs} ms`);
+    report({ suite: 'qemu-crash', case: 'during checkpoint', run, outcome: outcome.split(':')[0] ?? '', maxPausedMs, ms: Date.now() - started, detail: `${victim} in ${phase}: ${outcome}`, ok: true });
+  }
+});
+
+test('a QEMU killed during a restart: clear failure, nothing left running, the next restart works', { timeout: RUNS * 150_000 }, async (t) => {
+  for (let run = 1; run <= RUNS; run++) {
+    const started = Date.now();
+    const victim = run % 2 ? 'heavy' : 'vm2';
+    const r = await bed.vccr.restart(CLUSTER, { checkpointId: good, force: true, noWait: true });
+    assert.ok('workflowId' in r);
+    await waitForPhase(bed, r.workflowId, RESTART_PHASES, 'load');
+    await sleep(random(0, 400));
+    await killVm(victim).catch(() => undefined);
+    const outcome = await outcomeOf(bed, r.workflowId);
+    if (outcome !== 'completed') {
+      assert.match(outcome, /failed: restart of cluster f failed in \w+/);
+      const status = await bed.vccr.status(CLUSTER);
+      assert.deepEqual(status.vms.filter((v) => v.alive).map((v) => v.name), [], 'the failed restart left no VM running');
+      assert.equal(status.state.status, 'down');
+    }
+    await restoreGood();
+    t.diagnostic(`run ${run}: killed ${victim} while loading → ${outcome.slice(0, 200)}`);
+    report({ suite: 'qemu-crash', case: 'during restart', run, outcome: outcome.split(':')[0] ?? '', maxPausedMs: 0, ms: Date.now() - started, detail: `${victim}: ${outcome}`, ok: true });
+  }
+});
