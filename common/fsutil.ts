@@ -35,9 +35,14 @@ export function writeFileAtomicSync(path: string, data: string | Buffer, mode = 
   fsyncDir(dirname(path));
 }
 
+/**
+ * Async variant for the checkpoint store. The temp file has a fixed name, so a write retried after a crash
+ * (the controller died between writing it and renaming it) replaces the leftover instead of adding another.
+ * Callers never write the same path concurrently.
+ */
 export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await open(tmp, 'wx', mode);
+  const tmp = join(dirname(path), `.${basename(path)}.tmp`);
+  const handle = await open(tmp, 'w', mode);
   try {
     await handle.writeFile(data);
     await handle.sync();

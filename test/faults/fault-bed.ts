@@ -51,11 +51,11 @@ export function faultSpec(bed: TestBed, cluster = CLUSTER, store = bed.store): C
       {
         name: HEAVY.name,
         host: HEAVY.host,
-        memoryMiB: 320,
+        memoryMiB: 192,
         boot: {
           kernel: join(image, 'vmlinuz'),
           initrd: join(image, 'initrd.img'),
-          append: 'console=ttyS0 quiet panic=-1 init_on_free=1 vccr.run=memfill vccr.args=--mb,200',
+          append: 'console=ttyS0 quiet panic=-1 init_on_free=1 vccr.run=memfill vccr.args=--mb,96',
         },
         disks: [{ id: 'scratch', image: base, format: 'raw' }],
       },
