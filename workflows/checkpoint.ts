@@ -17,7 +17,7 @@ import { defaultCheckpointId } from '../common/names';
 import type { Manifest, ManifestVm } from '../common/manifest';
 import type { FrozenVm, PrepareReport, SavedState, VmTimestamp } from '../activities/host/types';
 import { acquireCluster, releaseCluster } from './lock';
-import { controllerActivities, hostActivities } from './proxies';
+import { pauseLead, barrierLead, controllerActivities, hostActivities } from './proxies';
 import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
 import { failWith, reasonOf, validateInput } from './validate';
@@ -62,6 +62,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
   progress.addVms(placement);
 
   const pauseAttempted = new Set<string>();
+  let pauseSentAt = 0;
   let boundExceeded = false;
   let prepared = new Map<string, PrepareReport>();
   let paused = new Map<string, VmTimestamp[]>();
@@ -74,6 +75,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
   const untilCommitted = protocol.run(async () => {
     progress.phase('prepare');
     await controller.quick.beginCheckpoint({ store: spec.store, cluster, checkpointId, workflowId: info.workflowId, runId: info.runId });
+    const prepareSentAt = Date.now();
     prepared = await onEveryHost(byHost, (host, vms) =>
       hosts(host).quick.prepareCheckpoint({ cluster, store: spec.store, checkpointId, vms }),
     );
@@ -97,8 +99,10 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
       .catch(() => undefined); // cancelled once the commit is done
     for (const host of byHost.keys()) pauseAttempted.add(host);
     progress.vms(Object.keys(placement), 'pausing');
+    pauseSentAt = Date.now();
+    const pauseAt = pauseSentAt + pauseLead(prepareSentAt, [...prepared.values()].map((r) => r.receivedAt));
     paused = await onEveryHost(byHost, (host, vms) =>
-      hosts(host).quick.pauseVms({ cluster, checkpointId, vms, pauseBoundMs: boundMs }),
+      hosts(host).quick.pauseVms({ cluster, checkpointId, vms, pauseBoundMs: boundMs, notBefore: pauseAt }),
     );
     progress.vms(Object.keys(placement), 'paused');
 
@@ -127,7 +131,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
 
     progress.phase('commit');
     const manifest = buildManifest();
-    manifestPath = (await controller.quick.commitCheckpoint({ manifest })).path;
+    manifestPath = (await controller.local.commitCheckpoint({ manifest })).path;
   });
 
   function buildManifest(): Manifest {
@@ -203,7 +207,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
       progress.phase('abort');
       const pausedHosts = new Map([...byHost].filter(([host]) => pauseAttempted.has(host)));
       const resumes = await onEveryHostSettled(pausedHosts, (host, vms) =>
-        hosts(host).quick.resumeVms({ cluster, vms, checkpointId }),
+        hosts(host).quick.resumeVms({ cluster, vms, checkpointId, abandon: true }),
       );
       const stuck = resumes.flatMap((r) =>
         r.ok ? r.value.failed.map((f) => `${f.name} on ${r.host}: ${f.reason}`) : [`every VM on host ${r.host}: ${reasonOf(r.error)}`],
@@ -232,7 +236,12 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
   // Committed: from here on the checkpoint exists whatever happens to the resume.
   progress.phase('resume');
   progress.vms(Object.keys(placement), 'resuming');
-  const resumes = await onEveryHostSettled(byHost, (host, vms) => hosts(host).quick.resumeVms({ cluster, vms, checkpointId }));
+  // A timed barrier: every host issues its conts at the same moment, as late as the slowest host needs.
+  const resumeSentAt = Date.now();
+  const lead = barrierLead(pauseSentAt, [...paused.values()].flat().map((p) => p.receivedAt ?? pauseSentAt));
+  const resumes = await onEveryHostSettled(byHost, (host, vms) =>
+    hosts(host).quick.resumeVms({ cluster, vms, checkpointId, notBefore: resumeSentAt + lead }),
+  );
   progress.endPhase();
   const resumedAt = new Map<string, number>();
   const resumeFailures: string[] = [];
@@ -249,7 +258,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
     vms: [...resumedAt].map(([name, at]) => ({ name, resumedAt: at })).sort((a, b) => a.name.localeCompare(b.name)),
     phases: { resume: { start: progress.state.phases['resume']?.start ?? 0, end: progress.state.phases['resume']?.end ?? 0 } },
   };
-  await controller.quick.recordResume({ store: spec.store, cluster, record });
+  await controller.local.recordResume({ store: spec.store, cluster, record });
   progress.phase('done');
   await releaseCluster(cluster, {
     outcome: 'completed',

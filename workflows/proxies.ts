@@ -1,7 +1,7 @@
 // Typed activity proxies with the timeouts and retries each protocol step needs. Host activities go to
 // the host's own task queue; a short scheduleToStartTimeout is how a dead host worker is noticed (no
 // worker polls its queue), and long steps heartbeat so a worker that dies mid-step is noticed in seconds.
-import { proxyActivities, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
+import { proxyActivities, proxyLocalActivities, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { HostActivities } from '../activities/host';
 import type { ControllerActivities } from '../activities/controller';
@@ -47,6 +47,12 @@ export function controllerActivities() {
       heartbeatTimeout: DEAD_WORKER_AFTER,
       retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '5 seconds', maximumAttempts: 10 },
     }),
+    // On the critical path (commit is inside the cluster's pause): run in the controller worker itself,
+    // without a round trip through a task queue.
+    local: proxyLocalActivities<ControllerActivities>({
+      startToCloseTimeout: '30 seconds',
+      retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '2 seconds', maximumAttempts: 10 },
+    }),
     long: proxyActivities<ControllerActivities>({
       taskQueue,
       startToCloseTimeout: '1 hour',
@@ -54,4 +60,23 @@ export function controllerActivities() {
       retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 5 },
     }),
   };
+}
+
+/**
+ * How far ahead the pause is scheduled, so every host issues its stops at the same moment: as late as the
+ * slowest host took to receive the prepare step, with room to spare. This delays the checkpoint, not the
+ * guests (they run until the pause).
+ */
+export function pauseLead(sentAt: number, receivedAt: number[]): number {
+  const slowest = receivedAt.length ? Math.max(...receivedAt) - sentAt : 0;
+  return Math.max(100, Math.min(1000, Math.round(slowest * 2) + 50));
+}
+
+/**
+ * How far ahead to schedule a timed barrier, from how late hosts received the previous one: late enough
+ * for the slowest host, and not a moment longer (on resume, every millisecond is downtime).
+ */
+export function barrierLead(sentAt: number, receivedAt: number[]): number {
+  const slowest = receivedAt.length ? Math.max(...receivedAt) - sentAt : 0;
+  return Math.max(5, Math.min(250, Math.round(slowest * 1.25) + 15));
 }

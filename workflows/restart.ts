@@ -8,7 +8,7 @@ import { taskQueueOf, type ClusterSpec, type ResolvedVm } from '../common/spec';
 import type { Manifest } from '../common/manifest';
 import type { VmTimestamp } from '../activities/host/types';
 import { acquireCluster, releaseCluster } from './lock';
-import { controllerActivities, hostActivities } from './proxies';
+import { barrierLead, controllerActivities, hostActivities } from './proxies';
 import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
 import { failWith, reasonOf, validateInput } from './validate';
@@ -119,6 +119,7 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
     progress.phase('load');
     progress.vms(Object.keys(placement), 'loading');
     for (const vm of manifest.vms) progress.setBytes(vm.name, 0, vm.state.size);
+    const loadSentAt = Date.now();
     const loaded = await onEveryHost(targets, (host, vms) =>
       hosts(host).transfer('1 hour').loadVmStates({
         cluster,
@@ -130,9 +131,11 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
     progress.vms(Object.keys(placement), 'loaded');
 
     progress.phase('resume');
+    // Timed barrier, as for a checkpoint: all hosts cont together.
+    const resumeAt = Date.now() + barrierLead(loadSentAt, [...loaded.values()].flat().map((t) => t.receivedAt ?? loadSentAt));
     progress.vms(Object.keys(placement), 'resuming');
     const resumed = await onEveryHost(targets, async (host, vms) => {
-      const report = await hosts(host).quick.resumeVms({ cluster, vms });
+      const report = await hosts(host).quick.resumeVms({ cluster, vms, notBefore: resumeAt });
       if (report.failed.length) {
         throw ApplicationFailure.nonRetryable(`could not resume ${report.failed.map((f) => `${f.name} (${f.reason})`).join(', ')}`, 'ResumeFailed');
       }

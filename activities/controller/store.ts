@@ -1,9 +1,8 @@
 // The checkpoint store, as seen by the controller: begin, commit, abort, find, list, verify, delete and
 // garbage-collect. Commit is the only step that makes a checkpoint exist (manifest.json, written
 // atomically); everything read back from the store is validated before it is believed.
-import { constants, createReadStream, existsSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { access, mkdir, readdir, readFile, rm, stat, statfs, open } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import { z } from 'zod';
@@ -13,6 +12,7 @@ import { failureRecordSchema, manifestSchema, resumeRecordSchema, type Manifest 
 import { absolutePathSchema, CHECKPOINT_ID_PATTERN } from '../../common/names';
 import { storeLayout, type DiskChainRecord } from '../../common/store-layout';
 import { childLogger } from '../../common/logger';
+import { sha256File } from '../host/hasher';
 import type {
   AbortCheckpointRequest,
   BeginCheckpointReply,
@@ -255,21 +255,6 @@ async function structuralProblems(store: string, manifest: Manifest): Promise<st
     }
   }
   return problems;
-}
-
-export async function sha256File(path: string, onProgress?: (bytes: number) => void): Promise<string> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  let lastBeat = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-    if (onProgress && Date.now() - lastBeat > 1000) {
-      lastBeat = Date.now();
-      onProgress(bytes);
-    }
-  }
-  return hash.digest('hex');
 }
 
 export async function listCheckpoints(req: { store: string; cluster: string }): Promise<ListCheckpointsReply> {

@@ -44,6 +44,7 @@ function eachVm<T>(runtime: HostRuntime, cluster: string, vms: string[], step: (
 }
 
 export async function prepareCheckpoint(runtime: HostRuntime, req: PrepareRequest): Promise<PrepareReport> {
+  const receivedAt = Date.now();
   const dir = storeLayout.checkpointDir(req.store, req.cluster, req.checkpointId);
   if (!existsSync(dir)) {
     throw ApplicationFailure.nonRetryable(`checkpoint folder ${dir} is not visible from host ${runtime.hostId} (is the store shared?)`, 'StoreNotShared');
@@ -73,24 +74,32 @@ export async function prepareCheckpoint(runtime: HostRuntime, req: PrepareReques
       consoleLog: record.consoleLog,
     };
   });
-  return { host: runtime.hostId, qemuVersion: runtime.qemu.version, storeFreeBytes: Number(fs.bavail) * Number(fs.bsize), vms };
+  return { host: runtime.hostId, receivedAt, qemuVersion: runtime.qemu.version, storeFreeBytes: Number(fs.bavail) * Number(fs.bsize), vms };
 }
 
 export async function pauseVms(runtime: HostRuntime, req: PauseRequest): Promise<VmTimestamp[]> {
+  const receivedAt = Date.now();
   // Not behind runtime.exclusive(): the pause barrier is on the critical path, and stop is idempotent.
   const records = req.vms.map((vm) => runtime.requireVm(req.cluster, vm));
   ensurePauseGuard(runtime.registry.stateDir);
+  // Everything that can be done before the stop is done first, so the stops themselves go out together.
+  const qmps = await Promise.all(records.map((record) => runtime.qmp(record)));
+  for (const record of records) runtime.watchdog.hold(record, req.checkpointId, req.pauseBoundMs);
+  await until(req.notBefore);
   return Promise.all(
-    records.map(async (record) => {
-      runtime.watchdog.hold(record, req.checkpointId, req.pauseBoundMs);
-      const qmp = await runtime.qmp(record);
-      const { status: before } = await qmp.command('query-status');
-      await qmp.command('stop');
+    records.map(async (record, i) => {
+      await qmps[i]?.command('stop');
       const at = Date.now();
       const offset = consoleSize(record);
-      return { name: record.name, at, before, ...(offset !== undefined ? { consoleOffset: offset } : {}) };
+      return { name: record.name, at, receivedAt, ...(offset !== undefined ? { consoleOffset: offset } : {}) };
     }),
   );
+}
+
+/** Waits until the epoch ms `at` (a timed barrier: every host acts at the same moment). */
+async function until(at: number | undefined): Promise<void> {
+  const wait = at === undefined ? 0 : at - Date.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
 }
 
 export async function freezeDisks(runtime: HostRuntime, req: FreezeRequest): Promise<FrozenVm[]> {
@@ -234,29 +243,34 @@ async function saveOne(
  * paused. Never throws for a single VM; the report says which ones failed and why.
  */
 export async function resumeVms(runtime: HostRuntime, req: ResumeRequest): Promise<ResumeReport> {
+  const receivedAt = Date.now();
   const known = req.vms.map((vm) => runtime.registry.get(req.cluster, vm));
-  // Release the leases first: a pause for this checkpoint that arrives late is then refused.
-  if (req.checkpointId) {
+  const release = () => {
+    if (!req.checkpointId) return;
     for (const record of known) if (record && record.host === runtime.hostId) runtime.watchdog.release(record, req.checkpointId);
-  }
-  if (req.notBefore !== undefined) {
-    const wait = req.notBefore - Date.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-  }
+  };
+  // Abandoning: release the leases first, so a pause or save of this checkpoint that arrives late is refused.
+  if (req.abandon) release();
+  const sessions = await Promise.allSettled(req.vms.map(async (name) => runtime.qmp(runtime.requireVm(req.cluster, name))));
+  await until(req.notBefore);
   const outcomes = await Promise.allSettled(
-    req.vms.map(async (name): Promise<VmTimestamp> => {
-      const record = runtime.requireVm(req.cluster, name);
-      const qmp = await runtime.qmp(record);
-      const { status: before } = await qmp.command('query-status');
-      if (before === 'inmigrate') throw new Error('it is still waiting for its state');
-      // An abandoned checkpoint may still be saving it: stop that first, or cont would turn the save
-      // into a live migration that keeps writing while the guest runs.
-      const migration = await qmp.command('query-migrate');
-      if (migration.status === 'active' || migration.status === 'setup') await qmp.command('migrate_cancel');
-      if (before !== 'running') await qmp.command('cont');
-      return { name, at: Date.now(), before };
+    req.vms.map(async (name, i): Promise<VmTimestamp> => {
+      const session = sessions[i];
+      if (!session || session.status === 'rejected') throw session?.reason ?? new Error('no QMP session');
+      const qmp = session.value;
+      if (req.abandon) {
+        const { status } = await qmp.command('query-status');
+        if (status === 'inmigrate') throw new Error('it is still waiting for its state');
+        // A save may still be running: stop it first, or cont would turn it into a live migration that
+        // keeps writing while the guest runs.
+        const migration = await qmp.command('query-migrate');
+        if (migration.status === 'active' || migration.status === 'setup') await qmp.command('migrate_cancel');
+      }
+      await qmp.command('cont'); // a no-op on a running VM
+      return { name, at: Date.now(), receivedAt };
     }),
   );
+  if (!req.abandon) release();
   const report: ResumeReport = { resumed: [], failed: [] };
   outcomes.forEach((o, i) => {
     if (o.status === 'fulfilled') report.resumed.push(o.value);

@@ -33,7 +33,8 @@ export function createHostActivities(runtime: HostRuntime, signalProgress: Signa
       try {
         return await saveVmStates(runtime, req, progress.report);
       } finally {
-        await progress.flush();
+        // Not awaited: the last progress signal must not delay the save barrier (it is inside the pause).
+        void progress.flush();
       }
     },
     resumeVms: (req: ResumeRequest) => resumeVms(runtime, req),

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomicSync } from '../../common/fsutil';
+import { replaceFileSync } from '../../common/fsutil';
 
 export const leaseSchema = z.object({
   checkpointId: z.string(),
@@ -44,5 +44,5 @@ export function readLease(vmDir: string): PauseLease | undefined {
 }
 
 export function writeLease(vmDir: string, lease: PauseLease): void {
-  writeFileAtomicSync(leasePath(vmDir), JSON.stringify(lease));
+  replaceFileSync(leasePath(vmDir), JSON.stringify(lease));
 }

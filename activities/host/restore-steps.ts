@@ -2,7 +2,7 @@
 // state in. The cluster is resumed by resumeVms once every VM of every host has loaded (the load barrier).
 import { Context, ApplicationFailure } from '@temporalio/activity';
 import { join } from 'node:path';
-import { sha256File } from '../controller/store';
+import { sha256File } from './hasher';
 import { launchVm } from './launch';
 import { sendState } from './transfer';
 import type { HostRuntime } from './runtime';
@@ -32,17 +32,18 @@ export async function launchVms(runtime: HostRuntime, req: LaunchRequest): Promi
 }
 
 /** Reads every state file this host will load and compares it with the manifest, before anything starts. */
+/** Reads every state file this host will load and compares it with the manifest, before anything starts. */
 export async function verifyStateFiles(_runtime: HostRuntime, req: VerifyStateRequest): Promise<Array<{ vm: string; ok: true }>> {
   const ctx = Context.current();
-  const out: Array<{ vm: string; ok: true }> = [];
-  for (const f of req.files) {
-    const sha256 = await sha256File(f.file, (bytes) => ctx.heartbeat({ vm: f.vm, bytes }));
-    if (sha256 !== f.sha256) {
-      throw ApplicationFailure.nonRetryable(`state file ${f.file} of VM ${f.vm} does not match its checksum`, 'ChecksumMismatch');
-    }
-    out.push({ vm: f.vm, ok: true });
-  }
-  return out;
+  return Promise.all(
+    req.files.map(async (f) => {
+      const sha256 = await sha256File(f.file, (bytes) => ctx.heartbeat({ vm: f.vm, bytes }));
+      if (sha256 !== f.sha256) {
+        throw ApplicationFailure.nonRetryable(`state file ${f.file} of VM ${f.vm} does not match its checksum`, 'ChecksumMismatch');
+      }
+      return { vm: f.vm, ok: true as const };
+    }),
+  );
 }
 
 export async function loadVmStates(
@@ -51,6 +52,7 @@ export async function loadVmStates(
   reportProgress: (vm: string, done: number, total: number) => void,
 ): Promise<VmTimestamp[]> {
   const ctx = Context.current();
+  const receivedAt = Date.now();
   const beat = setInterval(() => ctx.heartbeat(), 1000);
   try {
     return await Promise.all(
@@ -88,7 +90,7 @@ export async function loadVmStates(
           const { restoringFrom: _done, ...loaded } = record;
           runtime.registry.put(loaded);
           reportProgress(vm.name, vm.size, vm.size);
-          return { name: vm.name, at: Date.now(), before };
+          return { name: vm.name, at: Date.now(), before, receivedAt };
         }),
       ),
     );

@@ -65,6 +65,8 @@ export interface PrepareRequest {
 
 export interface PrepareReport {
   host: string;
+  /** Epoch ms when the host received the request. */
+  receivedAt: number;
   qemuVersion: string;
   storeFreeBytes: number;
   vms: Array<{
@@ -86,14 +88,18 @@ export interface PauseRequest {
   vms: string[];
   /** Longest the VMs may stay paused: then the host's watchdog resumes them itself, whatever else happens. */
   pauseBoundMs: number;
+  /** Epoch ms to issue `stop` at, so every host pauses together (now, if already past). */
+  notBefore?: number;
 }
 
 export interface VmTimestamp {
   name: string;
   /** Epoch ms measured on the host right after QEMU confirmed the command. */
   at: number;
-  /** QMP status before the command. */
-  before: string;
+  /** QMP status before the command, where it was asked. */
+  before?: string;
+  /** Epoch ms when the host received the request (dispatch latency = this minus when it was sent). */
+  receivedAt?: number;
   /** Bytes in the VM's console log at that moment (what the guest had printed when it was paused). */
   consoleOffset?: number;
 }
@@ -147,6 +153,8 @@ export interface ResumeRequest {
   checkpointId?: string;
   /** Optional epoch ms to issue `cont` at, so all hosts resume together. */
   notBefore?: number;
+  /** The checkpoint is being abandoned: a save may still be running and must be cancelled first. */
+  abandon?: boolean;
 }
 
 export interface ResumeReport {
