@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { nameSchema } from '../common/names';
+import { temporalFlagOptions, temporalFlags } from '../common/temporal-config';
 import { VccrClient, VccrError, EXIT } from './index';
 import { toVccrError } from './errors';
 import { formatBytes, formatMs, ProgressPrinter, table } from './render';
@@ -35,14 +36,7 @@ exit codes: 0 ok, 1 operation failed, 2 bad input, 3 cluster busy, 4 unknown clu
 `;
 
 const options = {
-  address: { type: 'string' },
-  namespace: { type: 'string' },
-  'task-queue': { type: 'string' },
-  tls: { type: 'boolean' },
-  'tls-ca': { type: 'string' },
-  'tls-cert': { type: 'string' },
-  'tls-key': { type: 'string' },
-  'tls-server-name': { type: 'string' },
+  ...temporalFlagOptions,
   json: { type: 'boolean' },
   'no-wait': { type: 'boolean' },
   id: { type: 'string' },
@@ -111,16 +105,7 @@ async function main(argv: string[]): Promise<number> {
   const known = ['up', 'checkpoint', 'restart', 'checkpoints', 'status', 'down'];
   if (!known.includes(command)) throw usageError(`unknown command "${command}"`);
 
-  const vccr = await VccrClient.connect({
-    address: values.address,
-    namespace: values.namespace,
-    taskQueue: values['task-queue'],
-    tls: values.tls,
-    tlsCa: values['tls-ca'],
-    tlsCert: values['tls-cert'],
-    tlsKey: values['tls-key'],
-    tlsServerName: values['tls-server-name'],
-  });
+  const vccr = await VccrClient.connect(temporalFlags(values));
   try {
     switch (command) {
       case 'up': {

@@ -2,6 +2,7 @@
 // The same settings serve workers, the CLI and the library, so pointing VCCR at another Temporal — the
 // docker-compose one, or a remote one over TLS — is a matter of address, namespace and certificates.
 import { readFileSync } from 'node:fs';
+import type { ParseArgsConfig } from 'node:util';
 import { z } from 'zod';
 
 export interface TemporalSettings {
@@ -81,3 +82,31 @@ export function tlsOption(settings: TemporalSettings) {
     ...(t.certPath && t.keyPath ? { clientCertPair: { crt: read(t.certPath, 'certificate'), key: read(t.keyPath, 'key') } } : {}),
   };
 }
+
+/** The Temporal connection flags of every command (workers and the CLI), for node:util parseArgs. */
+export const temporalFlagOptions = {
+  address: { type: 'string' },
+  namespace: { type: 'string' },
+  'task-queue': { type: 'string' },
+  tls: { type: 'boolean' },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-server-name': { type: 'string' },
+} as const satisfies NonNullable<ParseArgsConfig['options']>;
+
+type FlagValues = { [K in keyof typeof temporalFlagOptions]?: (typeof temporalFlagOptions)[K]['type'] extends 'boolean' ? boolean : string };
+
+export function temporalFlags(values: FlagValues): TemporalFlags {
+  return {
+    address: values.address,
+    namespace: values.namespace,
+    taskQueue: values['task-queue'],
+    tls: values.tls,
+    tlsCa: values['tls-ca'],
+    tlsCert: values['tls-cert'],
+    tlsKey: values['tls-key'],
+    tlsServerName: values['tls-server-name'],
+  };
+}
+
