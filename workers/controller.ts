@@ -30,8 +30,13 @@ async function main(): Promise<void> {
     taskQueue: settings.controllerTaskQueue,
     ...(existsSync(bundle) ? { workflowBundle: { codePath: bundle } } : { workflowsPath: require.resolve('../workflows') }),
     activities: createControllerActivities(client, settings.controllerTaskQueue),
-    // A controller that dies holds its workflows' sticky tasks: hand them to another worker quickly.
-    stickyQueueScheduleToStartTimeout: '2 seconds',
+    // A controller that dies holds its workflows' sticky tasks: hand them to another worker quickly. A live
+    // worker always has a poll waiting on its sticky queue, so this only ever fires for a dead one (or, under
+    // extreme load, costs a history replay elsewhere — never correctness).
+    stickyQueueScheduleToStartTimeout: '1 second',
+    // Heartbeats go out every second (not at 80% of the timeout): the short controller heartbeat timeout
+    // in workflows/proxies.ts then still leaves two seconds of slack.
+    maxHeartbeatThrottleInterval: '1 second',
   });
   log.info({ address: settings.address, namespace: settings.namespace }, 'controller worker running');
   await runUntilSignalled(worker, log, async () => {

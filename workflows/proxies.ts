@@ -12,6 +12,12 @@ export const HOST_PICKUP_TIMEOUT = '10 seconds';
 /** Every activity heartbeats about twice a second: a dead worker is noticed after this. */
 const DEAD_WORKER_AFTER = '5 seconds';
 
+/**
+ * The controller worker passes its heartbeats on every second (workers/controller.ts), so a dead controller
+ * is noticed sooner; its activities are short bookkeeping or hashing on a worker thread, never blocked I/O.
+ */
+const DEAD_CONTROLLER_AFTER = '3 seconds';
+
 const quick: ActivityOptions = {
   scheduleToStartTimeout: HOST_PICKUP_TIMEOUT,
   startToCloseTimeout: '30 seconds',
@@ -44,7 +50,7 @@ export function controllerActivities() {
     quick: proxyActivities<ControllerActivities>({
       taskQueue,
       startToCloseTimeout: '1 minute',
-      heartbeatTimeout: DEAD_WORKER_AFTER,
+      heartbeatTimeout: DEAD_CONTROLLER_AFTER,
       retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '5 seconds', maximumAttempts: 10 },
     }),
     // On the critical path (commit is inside the cluster's pause): run in the controller worker itself,
@@ -56,8 +62,8 @@ export function controllerActivities() {
     long: proxyActivities<ControllerActivities>({
       taskQueue,
       startToCloseTimeout: '1 hour',
-      heartbeatTimeout: DEAD_WORKER_AFTER,
-      retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 5 },
+      heartbeatTimeout: DEAD_CONTROLLER_AFTER,
+      retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 5 },
     }),
   };
 }

@@ -46,8 +46,7 @@ test('two checkpoints of one cluster at once: one commits, the other is refused 
     const refused = outcomes.filter((o) => /is busy: checkpoint twin-\d-[ab]/.test(o));
     assert.equal(committed.length, 1, `exactly one commits: ${outcomes.join(' | ')}`);
     assert.equal(refused.length, 1, `the other is refused as busy: ${outcomes.join(' | ')}`);
-    await assertClusterHealthy(bed);
-    await assertStoreClean(bed, ids.filter((_, i) => outcomes[i] === 'completed'));
+    await Promise.all([assertClusterHealthy(bed), assertStoreClean(bed, ids.filter((_, i) => outcomes[i] === 'completed'))]);
     t.diagnostic(`run ${run}: ${outcomes.join(' | ').slice(0, 220)}`);
     report({ suite: 'concurrency', case: 'two checkpoints of one cluster', run, outcome: 'one committed, one refused', maxPausedMs: 0, ms: Date.now() - started, detail: outcomes.join(' | '), ok: true });
   }
@@ -66,8 +65,7 @@ test('a checkpoint during a restart is refused; the restart completes', { timeou
     const [restart, checkpoint] = await Promise.all([outcomeOf(bed, restartId), outcomeOf(bed, `during-${run}`)]);
     assert.equal(restart, 'completed');
     assert.match(checkpoint, /is busy: restart/);
-    await assertClusterHealthy(bed);
-    await assertStoreClean(bed, []);
+    await Promise.all([assertClusterHealthy(bed), assertStoreClean(bed, [])]);
     t.diagnostic(`run ${run}: restart ${restart}; checkpoint ${checkpoint.slice(0, 160)}`);
     report({ suite: 'concurrency', case: 'checkpoint during restart', run, outcome: 'refused', maxPausedMs: 0, ms: Date.now() - started, detail: checkpoint, ok: true });
   }
@@ -81,9 +79,7 @@ test('two clusters checkpointed at once: both commit and verify', { timeout: RUN
       bed.vccr.checkpoint('other', { checkpointId: `pair-${run}` }),
     ]);
     assert.ok('downtimeMs' in f && 'downtimeMs' in o);
-    await assertClusterHealthy(bed);
-    await assertStoreClean(bed, [`pair-${run}`]);
-    await assertStoreClean(bed, [`pair-${run}`], bed.store, 'other');
+    await Promise.all([assertClusterHealthy(bed), assertStoreClean(bed, [`pair-${run}`]), assertStoreClean(bed, [`pair-${run}`], bed.store, 'other')]);
     t.diagnostic(`run ${run}: both committed (downtime ${f.downtimeMs} ms and ${o.downtimeMs} ms)`);
     report({ suite: 'concurrency', case: 'two clusters at once', run, outcome: 'both committed', maxPausedMs: 0, ms: Date.now() - started, detail: '', ok: true });
   }

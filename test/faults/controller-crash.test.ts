@@ -36,6 +36,9 @@ const RESTART_PHASES = ['validate', 'stop-old', 'launch', 'load', 'resume'];
 /** Typical phase lengths here, for picking a moment inside a phase. */
 const TYPICAL_MS: Record<string, number> = { prepare: 150, pause: 100, freeze: 100, save: 1500, commit: 60, resume: 100, validate: 800, 'stop-old': 100, launch: 400, load: 1500 };
 
+/** When the last crash was injected and the new controller was up (for the run's timeline). */
+const timings = { killedAt: 0, readyAt: 0 };
+
 /** Waits until the workflow reaches `phase` (or a later one), optionally a bit longer, then crashes the controller. */
 async function crashControllerAt(workflowId: string, phases: string[], phase: string, inside: boolean): Promise<string> {
   const handle = (await bed.temporal()).workflow.getHandle(workflowId);
@@ -51,9 +54,12 @@ async function crashControllerAt(workflowId: string, phases: string[], phase: st
   if (inside) await sleep(random(0, TYPICAL_MS[phase] ?? 100));
   const controller = bed.controllers.at(-1);
   assert.ok(controller);
+  const killedAt = Date.now();
   await controller.kill();
   await sleep(random(0, 1500));
   await bed.startController();
+  timings.killedAt = killedAt;
+  timings.readyAt = Date.now();
   return seen;
 }
 
@@ -75,12 +81,13 @@ describe('controller worker killed during a checkpoint', () => {
         } catch (err) {
           outcome = `failed cleanly: ${toVccrError(err).message}`;
         }
+        const doneAt = Date.now();
         const maxPausedMs = await monitor.stop();
-        await assertClusterHealthy(bed);
-        await assertStoreClean(bed, outcome === 'committed' ? [id] : []);
+        await Promise.all([assertClusterHealthy(bed), assertStoreClean(bed, outcome === 'committed' ? [id] : [])]);
         assert.ok(maxPausedMs < PAUSE_BOUND_S * 1000, `paused ${maxPausedMs} ms`);
         const detail = `killed ${inside ? 'inside' : 'at the start of'} ${phase} (workflow was in ${seen})`;
         t.diagnostic(`run ${run}: ${detail} → ${outcome}; longest pause ${maxPausedMs} ms`);
+        t.diagnostic(`run ${run}: timeline (ms from start): killed ${timings.killedAt - started}, controller back ${timings.readyAt - started}, workflow ended ${doneAt - started}, checks done ${Date.now() - started}`);
         report({ suite: 'controller-crash', case: `checkpoint/${phase}`, run, outcome: outcome.split(':')[0] ?? outcome, maxPausedMs, ms: Date.now() - started, detail, ok: true });
       }
     });
@@ -103,11 +110,12 @@ describe('controller worker killed during a restart', () => {
         assert.ok('workflowId' in r);
         const seen = await crashControllerAt(r.workflowId, RESTART_PHASES, phase, inside);
         await (await bed.temporal()).workflow.getHandle(r.workflowId).result();
+        const doneAt = Date.now();
         const { manifest } = await bed.vccr.checkpoints.show(CLUSTER, latest);
-        await assertRingContinued(bed, CLUSTER, manifest, HOME, 5, RING.map((v) => v.name));
-        await assertClusterHealthy(bed);
+        await Promise.all([assertRingContinued(bed, CLUSTER, manifest, HOME, 5, RING.map((v) => v.name)), assertClusterHealthy(bed)]);
         const detail = `killed ${inside ? 'inside' : 'at the start of'} ${phase} (workflow was in ${seen})`;
         t.diagnostic(`run ${run}: ${detail} → restarted, ring continued from the checkpoint`);
+        t.diagnostic(`run ${run}: timeline (ms from start): killed ${timings.killedAt - started}, controller back ${timings.readyAt - started}, workflow ended ${doneAt - started}, checks done ${Date.now() - started}`);
         report({ suite: 'controller-crash', case: `restart/${phase}`, run, outcome: 'completed', maxPausedMs: 0, ms: Date.now() - started, detail, ok: true });
       }
     });

@@ -34,8 +34,7 @@ test('host worker killed mid-save and started again: retried or failed cleanly, 
     await bed.startHost('b');
     const outcome = await outcomeOf(bed, workflowId);
     const maxPausedMs = await monitor.stop();
-    await assertClusterHealthy(bed);
-    await assertStoreClean(bed, outcome === 'completed' ? [id] : []);
+    await Promise.all([assertClusterHealthy(bed), assertStoreClean(bed, outcome === 'completed' ? [id] : [])]);
     if (outcome !== 'completed') assert.ok(existsSync(join(bed.store, CLUSTER, '_failed', `${id}.json`)), 'the failure is recorded');
     assert.ok(maxPausedMs < PAUSE_BOUND_S * 1000, `paused ${maxPausedMs} ms`);
     t.diagnostic(`run ${run}: ${outcome}; longest pause ${maxPausedMs} ms`);
@@ -63,8 +62,7 @@ test('host worker killed mid-save and never back: the checkpoint fails, every VM
     assert.ok(existsSync(join(bed.store, CLUSTER, '_failed', `${id}.json`)), 'the failure is recorded');
     // The host comes back at last; it finds its VMs and the cluster is whole.
     await bed.startHost('b');
-    await assertClusterHealthy(bed);
-    await assertStoreClean(bed, []);
+    await Promise.all([assertClusterHealthy(bed), assertStoreClean(bed, [])]);
     t.diagnostic(`run ${run}: ${outcome.slice(0, 160)}; longest pause ${maxPausedMs} ms`);
     report({ suite: 'host-crash', case: 'killed mid-save, never back', run, outcome: 'failed cleanly', maxPausedMs, ms: Date.now() - started, detail: outcome, ok: true });
   }

@@ -32,8 +32,7 @@ async function killVm(vm: string): Promise<void> {
 async function restoreGood(): Promise<void> {
   await bed.vccr.restart(CLUSTER, { checkpointId: good, force: true });
   const { manifest } = await bed.vccr.checkpoints.show(CLUSTER, good);
-  await assertRingContinued(bed, CLUSTER, manifest, HOME, 5, RING.map((v) => v.name));
-  await assertClusterHealthy(bed);
+  await Promise.all([assertRingContinued(bed, CLUSTER, manifest, HOME, 5, RING.map((v) => v.name)), assertClusterHealthy(bed)]);
 }
 
 test('a QEMU killed during a checkpoint: clear failure, the other VMs resumed', { timeout: RUNS * 150_000 }, async (t) => {
