@@ -533,6 +533,38 @@ interface RamPoint {
   directAllocatedBytes: number[];
 }
 
+/**
+ * Restarts the cluster `reps` times from our checkpoint and from the direct script's, alternating which
+ * goes first, with every VM killed before each; appends call → last resume and restore-only times.
+ */
+async function pairedRestarts(
+  bed: TestBed,
+  procs: DirectProcesses,
+  cluster: string,
+  oursId: string,
+  directDir: string,
+  reps: number,
+  into: { restart: { ours: number[]; direct: number[] }; restore: { ours: number[]; direct: number[] } },
+): Promise<void> {
+  for (const rep of range(reps)) {
+    for (const which of rep % 2 === 0 ? ['direct', 'ours'] : ['ours', 'direct']) {
+      await bed.killAllVms();
+      await procs.killAll();
+      if (which === 'ours') {
+        const t0 = Date.now();
+        const r = await bed.vccr.restart(cluster, { checkpointId: oursId });
+        if (!('restoreMs' in r)) throw new Error('restart did not complete');
+        into.restart.ours.push(maxOf(r.vms.map((v) => v.resumedAt)) - t0);
+        into.restore.ours.push(r.restoreMs);
+      } else {
+        const d = await directRestart(join(directDir, 'manifest.json'), join(bed.dir, 'dr', cluster, String(rep)), (pid) => procs.add(pid));
+        into.restart.direct.push(d.restartMs);
+        into.restore.direct.push(d.restoreMs);
+      }
+    }
+  }
+}
+
 async function ramSection(bed: TestBed, cfg: Config, procs: DirectProcesses): Promise<RamPoint[]> {
   const points: RamPoint[] = [];
   const ddDir = join(bed.dir, 'dd');
@@ -583,23 +615,7 @@ async function ramSection(bed: TestBed, cfg: Config, procs: DirectProcesses): Pr
       }
     }
     if (!lastOurs || !lastDirect) throw new Error('no checkpoints');
-    for (const rep of range(cfg.ram.reps)) {
-      for (const which of rep % 2 === 0 ? ['direct', 'ours'] : ['ours', 'direct']) {
-        await bed.killAllVms();
-        await procs.killAll();
-        if (which === 'ours') {
-          const t0 = Date.now();
-          const r = await bed.vccr.restart(cluster, { checkpointId: lastOurs });
-          if (!('restoreMs' in r)) throw new Error('restart did not complete');
-          p.restart.ours.push(maxOf(r.vms.map((v) => v.resumedAt)) - t0);
-          p.restore.ours.push(r.restoreMs);
-        } else {
-          const d = await directRestart(join(lastDirect, 'manifest.json'), join(bed.dir, 'dr', cluster, String(rep)), (pid) => procs.add(pid));
-          p.restart.direct.push(d.restartMs);
-          p.restore.direct.push(d.restoreMs);
-        }
-      }
-    }
+    await pairedRestarts(bed, procs, cluster, lastOurs, lastDirect, cfg.ram.reps, p);
     await bed.killAllVms();
     await procs.killAll();
     await deleteOurs(bed, cluster, lastOurs);
@@ -747,23 +763,7 @@ async function tinyPoint(bed: TestBed, n: number, hostCount: number, reps: numbe
   if (restartReps > 0) {
     p.restart = { ours: [], direct: [] };
     p.restore = { ours: [], direct: [] };
-    for (const rep of range(restartReps)) {
-      for (const which of rep % 2 === 0 ? ['direct', 'ours'] : ['ours', 'direct']) {
-        await bed.killAllVms();
-        await procs.killAll();
-        if (which === 'ours') {
-          const t0 = Date.now();
-          const r = await bed.vccr.restart(cluster, { checkpointId: lastOurs });
-          if (!('restoreMs' in r)) throw new Error('restart did not complete');
-          p.restart.ours.push(maxOf(r.vms.map((v) => v.resumedAt)) - t0);
-          p.restore.ours.push(r.restoreMs);
-        } else {
-          const d = await directRestart(join(lastDirect, 'manifest.json'), join(bed.dir, 'dr', cluster, String(rep)), (pid) => procs.add(pid));
-          p.restart.direct.push(d.restartMs);
-          p.restore.direct.push(d.restoreMs);
-        }
-      }
-    }
+    await pairedRestarts(bed, procs, cluster, lastOurs, lastDirect, restartReps, { restart: p.restart, restore: p.restore });
   }
   await bed.killAllVms();
   await procs.killAll();
