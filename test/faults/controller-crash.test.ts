@@ -20,6 +20,7 @@ import {
   assertStoreClean,
   random,
   report,
+  startCheckpoint,
   startFaultBed,
 } from './fault-bed';
 
@@ -71,8 +72,7 @@ describe('controller worker killed during a checkpoint', () => {
         const started = Date.now();
         const monitor = new PauseMonitor(bed, () => HOME);
         const id = `c-${phase}-${run}-${Date.now().toString(36)}`;
-        const workflowId = `vccr-${CLUSTER}-checkpoint-${id}`;
-        await bed.vccr.checkpoint(CLUSTER, { checkpointId: id, noWait: true });
+        const workflowId = await startCheckpoint(bed, id);
         const seen = await crashControllerAt(workflowId, CHECKPOINT_PHASES, phase, inside);
         let outcome: string;
         try {

@@ -71,6 +71,13 @@ export async function startFaultBed(): Promise<TestBed> {
   return bed;
 }
 
+/** Starts a checkpoint of the fault cluster without waiting for it; returns the workflow id the client used. */
+export async function startCheckpoint(bed: TestBed, checkpointId: string): Promise<string> {
+  const started = await bed.vccr.checkpoint(CLUSTER, { checkpointId, noWait: true });
+  assert.ok('workflowId' in started, 'the checkpoint was started, not awaited');
+  return started.workflowId;
+}
+
 /**
  * Watches every VM's run state through its guard monitor (connect, query-status, close — the monitor
  * serves one client at a time and the pause guard may need it) and keeps the longest pause.

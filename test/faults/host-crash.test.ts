@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestBed } from '../../harness/testbed';
 import { sleep } from '../../common/proc';
-import { CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, RUNS, assertClusterHealthy, assertStoreClean, random, report, startFaultBed } from './fault-bed';
+import { CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, RUNS, assertClusterHealthy, assertStoreClean, random, report, startCheckpoint, startFaultBed } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
 const PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
@@ -25,8 +25,7 @@ test('host worker killed mid-save and started again: retried or failed cleanly, 
     const started = Date.now();
     const monitor = new PauseMonitor(bed, () => HOME);
     const id = `hc-${run}-${Date.now().toString(36)}`;
-    const workflowId = `vccr-${CLUSTER}-checkpoint-${id}`;
-    await bed.vccr.checkpoint(CLUSTER, { checkpointId: id, noWait: true });
+    const workflowId = await startCheckpoint(bed, id);
     await waitForPhase(bed, workflowId, PHASES, 'save');
     await sleep(random(0, 800));
     await bed.hostWorkers.get('b')?.kill();
@@ -47,8 +46,7 @@ test('host worker killed mid-save and never back: the checkpoint fails, every VM
     const started = Date.now();
     const monitor = new PauseMonitor(bed, () => HOME);
     const id = `hg-${run}-${Date.now().toString(36)}`;
-    const workflowId = `vccr-${CLUSTER}-checkpoint-${id}`;
-    await bed.vccr.checkpoint(CLUSTER, { checkpointId: id, noWait: true });
+    const workflowId = await startCheckpoint(bed, id);
     await waitForPhase(bed, workflowId, PHASES, 'save');
     await sleep(random(0, 800));
     await bed.hostWorkers.get('b')?.kill();

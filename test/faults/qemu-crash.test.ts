@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { TestBed } from '../../harness/testbed';
 import { sleep, terminate } from '../../common/proc';
 import { assertRingContinued } from '../helpers/ring-check';
-import { CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, RING, RUNS, assertClusterHealthy, assertStoreClean, random, report, startFaultBed } from './fault-bed';
+import { CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, RING, RUNS, assertClusterHealthy, assertStoreClean, random, report, startCheckpoint, startFaultBed } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
 const CHECKPOINT_PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
@@ -41,8 +41,7 @@ test('a QEMU killed during a checkpoint: clear failure, the other VMs resumed', 
     const victim = run % 2 ? 'heavy' : 'vm1';
     const monitor = new PauseMonitor(bed, () => HOME);
     const id = `qc-${run}-${Date.now().toString(36)}`;
-    const workflowId = `vccr-${CLUSTER}-checkpoint-${id}`;
-    await bed.vccr.checkpoint(CLUSTER, { checkpointId: id, noWait: true });
+    const workflowId = await startCheckpoint(bed, id);
     const phase = run % 3 === 0 ? 'pause' : 'save';
     await waitForPhase(bed, workflowId, CHECKPOINT_PHASES, phase);
     await sleep(random(0, phase === 'save' ? 600 : 50));

@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestBed } from '../../harness/testbed';
 import { sleep } from '../../common/proc';
-import { CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, RUNS, assertClusterHealthy, assertStoreClean, random, report, startFaultBed } from './fault-bed';
+import { HOME, PAUSE_BOUND_S, PauseMonitor, RUNS, assertClusterHealthy, assertStoreClean, random, report, startCheckpoint, startFaultBed } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
 const PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
@@ -21,8 +21,7 @@ test('the Temporal server killed mid-checkpoint and restarted: the checkpoint co
     const started = Date.now();
     const monitor = new PauseMonitor(bed, () => HOME);
     const id = `tc-${run}-${Date.now().toString(36)}`;
-    const workflowId = `vccr-${CLUSTER}-checkpoint-${id}`;
-    await bed.vccr.checkpoint(CLUSTER, { checkpointId: id, noWait: true });
+    const workflowId = await startCheckpoint(bed, id);
     const phase = PHASES[run % 4] ?? 'save';
     const seen = await waitForPhase(bed, workflowId, PHASES, phase);
     await sleep(random(0, 300));
