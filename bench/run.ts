@@ -522,12 +522,15 @@ async function guestSection(bed: TestBed, cfg: Config, procs: DirectProcesses) {
 // ---------------------------------------------------------------------------------------------------
 // Section: guest RAM scaling + size on disk (metrics 5, 6)
 
+/** One measurement repeated for our workflows and for the direct script, ms per repetition. */
+type PairedMs = { ours: number[]; direct: number[] };
+
 interface RamPoint {
   ramMiB: number;
   fillMiB: number;
   checkpoint: { ours: number[]; direct: number[]; dd: number[] };
-  restart: { ours: number[]; direct: number[] };
-  restore: { ours: number[]; direct: number[] };
+  restart: PairedMs;
+  restore: PairedMs;
   stateBytes: number[];
   allocatedBytes: number[];
   directAllocatedBytes: number[];
@@ -544,7 +547,7 @@ async function pairedRestarts(
   oursId: string,
   directDir: string,
   reps: number,
-  into: { restart: { ours: number[]; direct: number[] }; restore: { ours: number[]; direct: number[] } },
+  into: { restart: PairedMs; restore: PairedMs },
 ): Promise<void> {
   for (const rep of range(reps)) {
     for (const which of rep % 2 === 0 ? ['direct', 'ours'] : ['ours', 'direct']) {
@@ -696,10 +699,10 @@ interface TinyPoint {
   vms: number;
   hosts: number;
   checkpoint: { ours: number[]; direct: number[]; oursWall: number[] };
-  pauseSkew: { ours: number[]; direct: number[] };
-  resumeSkew: { ours: number[]; direct: number[] };
-  restart?: { ours: number[]; direct: number[] };
-  restore?: { ours: number[]; direct: number[] };
+  pauseSkew: PairedMs;
+  resumeSkew: PairedMs;
+  restart?: PairedMs;
+  restore?: PairedMs;
   oursSegments: Record<string, Summary>;
   temporal: Record<string, Summary>;
   /** One checkpoint (the median-downtime repetition) of each, for the timeline chart. */
