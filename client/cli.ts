@@ -9,11 +9,13 @@ import { toVccrError } from './errors';
 import { formatBytes, formatMs, ProgressPrinter, table } from './render';
 import type { CheckpointResult } from '../workflows/checkpoint';
 import type { RestartResult } from '../workflows/restart';
+import { PROTECT_USAGE, describeProtection, protectOptions, runProtect, runRecover } from './protect-cli';
 
 const USAGE = `vccr — checkpoint and restart whole QEMU VM clusters with Temporal
 
 usage:
   vccr up <spec.json>                         launch a cluster from its spec
+${PROTECT_USAGE.trimEnd()}
   vccr checkpoint <cluster> [--id ID]         checkpoint the whole cluster (consistent across VMs)
   vccr restart <cluster> [--checkpoint ID] [--host a=b ...] [--force] [--store DIR]
                                               bring the cluster back from a checkpoint (default: newest)
@@ -46,6 +48,7 @@ const options = {
   store: { type: 'string' },
   kill: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  ...protectOptions,
 } as const;
 
 function usageError(message: string): VccrError {
@@ -102,7 +105,7 @@ async function main(argv: string[]): Promise<number> {
     if (v === undefined) throw usageError(`${command}: missing ${what}`);
     return v;
   };
-  const known = ['up', 'checkpoint', 'restart', 'checkpoints', 'status', 'down'];
+  const known = ['up', 'checkpoint', 'restart', 'checkpoints', 'status', 'down', 'protect', 'recover'];
   if (!known.includes(command)) throw usageError(`unknown command "${command}"`);
 
   const vccr = await VccrClient.connect(temporalFlags(values));
@@ -135,6 +138,17 @@ async function main(argv: string[]): Promise<number> {
         print(describeRestart(result), result);
         return EXIT.ok;
       }
+      case 'protect': {
+        const result = await runProtect(vccr, arg(0, 'cluster'), values);
+        print(describeProtection(result), result);
+        return EXIT.ok;
+      }
+      case 'recover': {
+        const cluster = arg(0, 'cluster');
+        const message = await runRecover(vccr, cluster, values['host-dead']);
+        print(message, await vccr.protection.status(cluster));
+        return EXIT.ok;
+      }
       case 'down': {
         const result = await vccr.down(arg(0, 'cluster'), { ...watch, ...(values.kill ? { kill: true } : {}) });
         if ('workflowId' in result) return print(`started ${result.workflowId}`, result), EXIT.ok;
@@ -144,26 +158,29 @@ async function main(argv: string[]): Promise<number> {
       case 'status': {
         if (!rest[0]) {
           const clusters = await vccr.clusters();
-          const rows = [['CLUSTER', 'STATUS', 'VMS', 'LAST CHECKPOINT', 'BUSY WITH']];
+          const rows = [['CLUSTER', 'STATUS', 'VMS', 'LAST CHECKPOINT', 'BUSY WITH', 'WATCH']];
           const states = [];
           for (const name of clusters) {
             const s = await vccr.clusterState(name);
             if (!s) continue;
-            states.push(s);
-            rows.push([name, s.status, String(Object.keys(s.placement).length), s.lastCheckpointId ?? '-', s.lock ? `${s.lock.operation} (${s.lock.workflowId})` : '-']);
+            const watch = await vccr.protection.watchState(name);
+            states.push({ ...s, ...(watch ? { watch } : {}) });
+            rows.push([name, s.status, String(Object.keys(s.placement).length), s.lastCheckpointId ?? '-', s.lock ? `${s.lock.operation} (${s.lock.workflowId})` : '-', watch ? watch.phase : 'not protected']);
           }
           print(clusters.length ? table(rows) : 'no clusters', states);
           return EXIT.ok;
         }
         const result = await vccr.status(arg(0, 'cluster'));
         const s = result.state;
+        const protection = await vccr.protection.status(result.cluster);
         print(
           `cluster ${result.cluster}: ${s.status}${s.lock ? `, busy with ${s.lock.operation} (${s.lock.workflowId})` : ''}, last checkpoint ${s.lastCheckpointId ?? '-'}\n` +
+            `${describeProtection(protection)}\n` +
             table([
               ['VM', 'HOST', 'PID', 'PROCESS', 'QMP STATUS'],
               ...result.vms.map((v) => [v.name, v.host, v.pid ? String(v.pid) : '-', v.alive ? 'alive' : v.known ? 'dead' : 'unknown', v.qmpStatus ?? v.error ?? '-']),
             ]),
-          result,
+          { ...result, protection },
         );
         return result.vms.every((v) => v.alive && v.qmpStatus === 'running') ? EXIT.ok : EXIT.failed;
       }

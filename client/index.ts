@@ -20,6 +20,7 @@ import type { ListCheckpointsReply, VerifyReport, DeleteReport, GarbageReport } 
 import type { Manifest, ResumeRecord } from '../common/manifest';
 import { clusterStateQuery, clusterWorkflowId, progressQuery, type ClusterState, type OperationProgress } from '../workflows/definitions';
 import { EXIT, VccrError, toVccrError } from './errors';
+import { ProtectionClient } from './protect';
 
 export { EXIT, VccrError } from './errors';
 
@@ -42,10 +43,15 @@ export interface RestartOptions extends WatchOptions {
 }
 
 export class VccrClient {
+  /** Continuous protection: the checkpoint Schedule and the watch (client/protect.ts). */
+  readonly protection: ProtectionClient;
+
   private constructor(
     readonly client: Client,
     readonly settings: TemporalSettings,
-  ) {}
+  ) {
+    this.protection = new ProtectionClient(client, settings);
+  }
 
   static async connect(flags: TemporalFlags = {}): Promise<VccrClient> {
     let settings: TemporalSettings;

@@ -4,6 +4,7 @@
 // workflow validates its input with these first.
 import { z } from 'zod';
 import { nameSchema } from './names';
+import { checkpointInputSchema } from './workflow-inputs';
 
 /** Workflow id prefix of everything protection starts for a cluster. */
 export const protectionIds = {
@@ -33,6 +34,9 @@ export const DEFAULT_RETENTION: RetentionPolicy = { keepLast: 6, keepHourly: 0, 
 /** Stop-and-save (the cluster is paused while it is saved) or live (saved while it runs, where available). */
 export const checkpointModeSchema = z.enum(['stop', 'live']);
 export type CheckpointMode = z.output<typeof checkpointModeSchema>;
+
+/** Whether this build's checkpointCluster takes a live mode (the live protocol is a separate piece of work). */
+export const LIVE_CHECKPOINTS_AVAILABLE = 'mode' in checkpointInputSchema.shape;
 
 /** Input of protectCluster: the workflow every scheduled action runs. */
 export const protectRunInputSchema = z
@@ -68,6 +72,8 @@ export const watchInputSchema = z
   .object({
     cluster: nameSchema,
     settings: watchSettingsSchema.default(watchSettingsSchema.parse({})),
+    /** The watch's own state, carried over by continue-as-new (not for users). */
+    carried: z.record(z.string(), z.unknown()).optional(),
   })
   .strict();
 export type WatchInput = z.input<typeof watchInputSchema>;

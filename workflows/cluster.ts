@@ -15,6 +15,7 @@ import { VCCR_CLUSTER, VCCR_OPERATION, VCCR_PHASE } from '../common/search-attri
 import {
   acquireUpdate,
   clusterStateQuery,
+  noteSignal,
   releaseSignal,
   type AcquireRequest,
   type ClusterState,
@@ -87,6 +88,11 @@ export async function clusterRecord(input: ClusterRecordInput): Promise<void> {
     });
     if (state.recent.length > RECENT_LIMIT) state.recent.splice(0, state.recent.length - RECENT_LIMIT);
     publish();
+  });
+
+  setHandler(noteSignal, (note) => {
+    state.recent.push({ ...note, at: Date.now() });
+    if (state.recent.length > RECENT_LIMIT) state.recent.splice(0, state.recent.length - RECENT_LIMIT);
   });
 
   // Live forever; start a fresh history when this one grows long.

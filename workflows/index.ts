@@ -6,3 +6,6 @@ export { restartCluster } from './restart';
 export { shutdownCluster } from './shutdown';
 export { inspectCluster } from './inspect';
 export { listCheckpoints, showCheckpoint, verifyCheckpoint, deleteCheckpoint } from './checkpoints';
+export { protectCluster } from './protect';
+export { watchCluster } from './watch';
+export { recoverCluster } from './recover';

@@ -10,9 +10,10 @@ import { describeZodError } from '../../common/errors';
 import { fsyncDir, writeFileAtomic } from '../../common/fsutil';
 import { failureRecordSchema, manifestSchema, resumeRecordSchema, type Manifest } from '../../common/manifest';
 import { absolutePathSchema, CHECKPOINT_ID_PATTERN } from '../../common/names';
-import { storeLayout, type DiskChainRecord } from '../../common/store-layout';
+import { storeLayout } from '../../common/store-layout';
 import { childLogger } from '../../common/logger';
 import { sha256File } from '../host/hasher';
+import { chainProblems, referencedLayers } from './chains';
 import type {
   AbortCheckpointRequest,
   BeginCheckpointReply,
@@ -29,8 +30,6 @@ import type {
 } from './types';
 
 const log = childLogger('store');
-
-const diskChainSchema = z.object({ vm: z.string(), disk: z.string(), active: z.string(), backing: z.array(z.string()) }).strict();
 
 function fail(message: string, type: string): never {
   throw ApplicationFailure.nonRetryable(message, type);
@@ -63,7 +62,7 @@ async function checkpointIds(store: string, cluster: string): Promise<string[]> 
   }
 }
 
-async function committedManifests(store: string, cluster: string): Promise<Manifest[]> {
+export async function committedManifests(store: string, cluster: string): Promise<Manifest[]> {
   const out: Manifest[] = [];
   for (const id of await checkpointIds(store, cluster)) {
     const manifest = await readManifest(storeLayout.manifest(store, cluster, id)).catch((err: unknown) => {
@@ -248,12 +247,9 @@ async function structuralProblems(store: string, manifest: Manifest): Promise<st
     const st = await stat(file).catch(() => undefined);
     if (!st) problems.push(`state file ${file} is missing`);
     else if (st.size !== vm.state.size) problems.push(`state file ${file} has ${st.size} bytes, the manifest says ${vm.state.size}`);
-    for (const disk of vm.disks) {
-      for (const layer of [disk.frozen, ...disk.backing]) {
-        if (!existsSync(layer)) problems.push(`disk layer ${layer} of VM ${vm.name} is missing`);
-      }
-    }
   }
+  // Disk layers: followed through their qcow2 headers, which merges may have shortened (chains.ts).
+  problems.push(...(await chainProblems(manifest)));
   return problems;
 }
 
@@ -316,40 +312,33 @@ export async function deleteCheckpoint(req: DeleteCheckpointRequest): Promise<De
   const manifest = await readManifest(storeLayout.manifest(req.store, req.cluster, req.checkpointId)).catch(() => undefined);
   const dir = storeLayout.checkpointDir(req.store, req.cluster, req.checkpointId);
   if (!manifest && !existsSync(dir)) fail(`unknown checkpoint ${req.checkpointId} of cluster ${req.cluster}`, 'UnknownCheckpoint');
-  const removedFiles = existsSync(dir) ? (await readdir(dir)).map((f) => join(dir, f)) : [];
-  // Manifest first: from this moment the checkpoint does not exist, even if the rest is interrupted.
-  await rm(storeLayout.manifest(req.store, req.cluster, req.checkpointId), { force: true });
-  fsyncDir(dir);
-  await rm(dir, { recursive: true, force: true });
+  const removedFiles = await removeCheckpointFiles(req.store, req.cluster, req.checkpointId);
   const garbage = await collectGarbage({ store: req.store, cluster: req.cluster });
   return { checkpointId: req.checkpointId, removedFiles, ...garbage };
 }
 
+/** Removes a checkpoint's folder, manifest first: from that moment it does not exist, even if the rest is interrupted. */
+export async function removeCheckpointFiles(store: string, cluster: string, checkpointId: string): Promise<string[]> {
+  const dir = storeLayout.checkpointDir(store, cluster, checkpointId);
+  const removedFiles = existsSync(dir) ? (await readdir(dir)).map((f) => join(dir, f)) : [];
+  await rm(storeLayout.manifest(store, cluster, checkpointId), { force: true });
+  fsyncDir(dir);
+  await rm(dir, { recursive: true, force: true });
+  return removedFiles;
+}
+
 /**
- * Deletes disk layers under <store>/<cluster>/_disks that no committed manifest and no running VM's chain
- * (chain.json) refers to. Base images outside the store are never candidates.
+ * Deletes disk layers under <store>/<cluster>/_disks that no committed checkpoint's chain and no running
+ * VM's chain (chain.json, its headers, and `open`: live chains reported by the hosts) refers to. Base
+ * images outside the store are never candidates.
  */
-export async function collectGarbage(req: { store: string; cluster: string }): Promise<GarbageReport> {
-  const referenced = new Set<string>();
-  for (const m of await committedManifests(req.store, req.cluster)) {
-    for (const vm of m.vms) for (const d of vm.disks) for (const layer of [d.frozen, ...d.backing]) referenced.add(layer);
-  }
+export async function collectGarbage(req: { store: string; cluster: string; open?: string[][] }): Promise<GarbageReport> {
+  const referenced = await referencedLayers(req.store, req.cluster, await committedManifests(req.store, req.cluster), req.open ?? []);
   const disksDir = storeLayout.disksDir(req.store, req.cluster);
   const layers: string[] = [];
   for (const vm of await readdir(disksDir).catch(() => [] as string[])) {
     for (const disk of await readdir(join(disksDir, vm)).catch(() => [] as string[])) {
       const dir = join(disksDir, vm, disk);
-      const chainPath = join(dir, 'chain.json');
-      if (existsSync(chainPath)) {
-        const parsed = diskChainSchema.safeParse(await readJson(chainPath).catch(() => null));
-        if (!parsed.success) {
-          // Unknown live chain: keep everything of this disk rather than guess.
-          for (const f of await readdir(dir)) referenced.add(join(dir, f));
-          continue;
-        }
-        const chain: DiskChainRecord = parsed.data;
-        for (const layer of [chain.active, ...chain.backing]) referenced.add(layer);
-      }
       for (const f of await readdir(dir)) if (f.endsWith('.qcow2')) layers.push(join(dir, f));
     }
   }

@@ -2,6 +2,7 @@
 import { inspectVms, stopVms, ensureVmsGone } from './lifecycle';
 import { prepareCheckpoint, pauseVms, freezeDisks, saveVmStates, resumeVms } from './checkpoint-steps';
 import { launchVms, verifyStateFiles, loadVmStates } from './restore-steps';
+import { compactDisks, type CompactRequest } from './compact';
 import { ProgressReporter, type SignalProgress } from './progress';
 import type { HostRuntime } from './runtime';
 import { allHeartbeating } from '../heartbeat';
@@ -39,6 +40,7 @@ export function createHostActivities(runtime: HostRuntime, signalProgress: Signa
     },
     resumeVms: (req: ResumeRequest) => resumeVms(runtime, req),
     verifyStateFiles: (req: VerifyStateRequest) => verifyStateFiles(runtime, req),
+    compactDisks: (req: CompactRequest) => compactDisks(runtime, req),
     loadVmStates: async (req: LoadRequest) => {
       const progress = new ProgressReporter(req.progressWorkflowId, signalProgress);
       try {
