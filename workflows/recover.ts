@@ -59,7 +59,7 @@ export async function recoverCluster(raw: unknown): Promise<RecoveryResult> {
       const restart = await executeChild<(input: unknown) => Promise<RestartResult>>('restartCluster', {
         workflowId: `vccr-${cluster}-restart-recovery-${ck.checkpointId}-${uuid4().slice(0, 8)}`.slice(0, 200),
         taskQueue: info.taskQueue,
-        args: [restartInputFor(cluster, ck, input.hostMap, input.deadHosts)],
+        args: [restartInputFor(cluster, ck, state.placement, input.hostMap, input.deadHosts)],
         workflowTaskTimeout: '3 seconds',
       });
       const endedAt = Date.now();
@@ -96,9 +96,19 @@ export async function recoverCluster(raw: unknown): Promise<RecoveryResult> {
   }
 }
 
-function restartInputFor(cluster: string, ck: CheckpointSummary, hostMap: Record<string, string>, deadHosts: string[]) {
-  // Only hosts this checkpoint has VMs on may be remapped (restartCluster refuses others).
-  const map = Object.fromEntries(ck.hosts.filter((h) => hostMap[h]).map((h) => [h, hostMap[h] as string]));
+/**
+ * Where a checkpoint's VMs come back: where the cluster ran until now (a checkpoint taken before an earlier
+ * move would otherwise move VMs back), except that a dead host's VMs go to its replacement. restartCluster
+ * maps whole hosts, so a checkpoint host whose VMs have since been split up keeps its own name.
+ */
+export function restartInputFor(cluster: string, ck: CheckpointSummary, current: Record<string, string>, hostMap: Record<string, string>, deadHosts: string[]) {
+  const map: Record<string, string> = {};
+  for (const host of ck.hosts) {
+    const nowOn = new Set(Object.entries(ck.placement).filter(([, h]) => h === host).map(([vm]) => current[vm] ?? host));
+    const moved = nowOn.size === 1 ? ([...nowOn][0] as string) : host;
+    const target = hostMap[moved] ?? moved;
+    if (target !== host) map[host] = target;
+  }
   return { cluster, checkpointId: ck.checkpointId, force: true, hostMap: map, unreachable: deadHosts };
 }
 

@@ -260,6 +260,7 @@ export async function listCheckpoints(req: { store: string; cluster: string }): 
     vms: m.vms.length,
     totalBytes: m.totalBytes,
     hosts: [...new Set(m.vms.map((vm) => vm.host))].sort(),
+    placement: Object.fromEntries(m.vms.map((vm) => [vm.name, vm.host])),
   }));
   const failed: FailedCheckpointSummary[] = [];
   let names: string[] = [];
