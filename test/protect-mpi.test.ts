@@ -90,6 +90,7 @@ test('host b dies mid-run: the protected MPI job comes back on the spare host by
     await sleep(250);
     state = await bed.vccr.protection.watchState(CLUSTER);
   }
+  for (const r of state?.recoveries ?? []) t.diagnostic(`recovery ${r.workflowId}: ${r.outcome} after ${r.endedAt - r.startedAt} ms: ${r.detail}`);
   const recovery = state?.recoveries.find((r) => r.outcome === 'completed');
   assert.ok(recovery?.checkpointId, `recovered (watch: ${state?.phase}: ${state?.reason})`);
   assert.deepEqual(recovery.placement, { mpi0: 'a', mpi1: 'c', mpi2: 'a' }, "b's VM runs on the spare host c");

@@ -4,7 +4,7 @@
 // launched) and the dead hosts' VMs remapped. A checkpoint that does not verify (restart fails in its
 // validate phase, before touching anything) makes it fall back to the one before. Every recovery is
 // recorded in <store>/<cluster>/_recoveries/ and in the cluster record's recent list.
-import { ApplicationFailure, getExternalWorkflowHandle, executeChild, log, uuid4, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, getExternalWorkflowHandle, executeChild, log, sleep, uuid4, workflowInfo } from '@temporalio/workflow';
 import { recoverInputSchema, type Failure } from '../common/protection';
 import type { CheckpointSummary } from '../activities/controller/types';
 import type { RestartResult } from './restart';
@@ -24,6 +24,9 @@ export interface RecoveryResult {
   restartMs: number;
   record: string;
 }
+
+/** How long a recovery waits for an operation that holds the cluster (a checkpoint failing on the dead host). */
+const BUSY_PATIENCE_MS = 5 * 60_000;
 
 /** Failure types of a restart that stopped in validate, before touching anything, because the checkpoint is damaged. */
 const DAMAGED = new Set(['CorruptCheckpoint', 'CorruptManifest', 'ChecksumMismatch', 'UnknownCheckpoint']);
@@ -52,9 +55,12 @@ export async function recoverCluster(raw: unknown): Promise<RecoveryResult> {
   const skipped: RecoveryResult['skipped'] = [];
   const base = { cluster, workflowId: info.workflowId, failures: input.failures, noticedAt: input.noticedAt, startedAt, hostMap: input.hostMap, placementBefore: state.placement };
 
-  for (const ck of [...list.committed].reverse()) {
+  const candidates = [...list.committed].reverse();
+  for (let i = 0; i < candidates.length; i++) {
+    const ck = candidates[i] as CheckpointSummary;
     progress.setCheckpointId(ck.checkpointId);
     progress.phase('restart');
+    await untilFree(cluster, startedAt);
     try {
       const restart = await executeChild<(input: unknown) => Promise<RestartResult>>('restartCluster', {
         workflowId: `vccr-${cluster}-restart-recovery-${ck.checkpointId}-${uuid4().slice(0, 8)}`.slice(0, 200),
@@ -76,6 +82,13 @@ export async function recoverCluster(raw: unknown): Promise<RecoveryResult> {
       return { cluster, checkpointId: ck.checkpointId, placement, skipped, restartMs: restart.restoreMs, ...(input.noticedAt ? { recoveryMs: endedAt - input.noticedAt } : {}), record };
     } catch (err) {
       const reason = reasonOf(err);
+      if (failureTypes(err).includes('ClusterBusy') && Date.now() - startedAt < BUSY_PATIENCE_MS) {
+        // Typically a checkpoint that was running when the failure struck, now failing on the dead host: wait for it.
+        log.info('cluster busy; waiting to recover', { cluster, reason });
+        await sleep(1000);
+        i--;
+        continue;
+      }
       if (failureTypes(err).some((t) => DAMAGED.has(t))) {
         log.warn('checkpoint does not verify; falling back to the one before', { cluster, checkpointId: ck.checkpointId, reason });
         skipped.push({ checkpointId: ck.checkpointId, reason });
@@ -93,6 +106,15 @@ export async function recoverCluster(raw: unknown): Promise<RecoveryResult> {
       .catch(() => undefined);
     await note(cluster, 'failed', reason);
     throw ApplicationFailure.nonRetryable(`recovery of ${cluster} failed: ${reason}`, 'RecoveryFailed');
+  }
+}
+
+/** Waits (within the patience) while another operation holds the cluster, instead of failing on it. */
+async function untilFree(cluster: string, since: number): Promise<void> {
+  while (Date.now() - since < BUSY_PATIENCE_MS) {
+    const lock = (await controllerActivities().quick.getClusterState({ cluster }))?.lock;
+    if (!lock) return;
+    await sleep(1000);
   }
 }
 
