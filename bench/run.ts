@@ -1,4 +1,4 @@
-// `npm run bench` (scripts/bench.sh → node dist/bench/run.js [--quick] [--only guest,ram,disk,tiny] [--reps N] [--report FILE]):
+// `npm run bench` (scripts/bench.sh → node dist/bench/run.js [--quick] [--only guest,ram,disk,tiny,protect] [--reps N] [--report FILE]):
 // how close the workflows come to a hand-written QMP script (bench/direct-qmp.ts) and to what the disk can do
 // (`dd conv=fdatasync`), measured side by side in one run on the same VMs. Every figure is a ratio or a
 // distribution over repetitions; absolute times are kept in the JSON for reference only.
@@ -9,6 +9,7 @@
 //   disk   1 real guest writing to a virtio disk: what each checkpoint's frozen disk overlay adds.
 //   tiny   `machine: none` QEMUs (no guest) on 16 host workers: barrier skew for 4/16/64 VMs on 4 and 16
 //          hosts, checkpoint/restart time against VM count (1 → 128).
+//   protect  continuous protection (bench/protect.ts): recovery_ms, protected_overhead_pct, chain_length_after_30.
 // Output: a table on stdout, bench/results/latest.json (+ a timestamped copy), SVG charts in bench/results/.
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
@@ -27,6 +28,7 @@ import { fmt, linearFit, summarize, type Summary } from './stats';
 import { attribute, historySpans } from './history';
 import { SINKS, saveThrough } from './write-path';
 import { bars, figure, timeline, type Panel, type Series, type TimelineGroup } from './svg';
+import { PROTECT_FULL, PROTECT_QUICK, protectSection, type ProtectBenchResult } from './protect';
 
 const run = promisify(execFile);
 const REPO = resolve(__dirname, '..', '..');
@@ -1078,7 +1080,11 @@ interface BenchResults {
   pause_skew_ms_16?: Metric;
   resume_skew_ms_16?: Metric;
   restart_ratio?: Metric;
+  recovery_ms?: Metric;
+  protected_overhead_pct?: Metric;
+  chain_length_after_30?: Metric;
   metrics: Record<string, Metric>;
+  protect?: ProtectBenchResult;
   guest?: Awaited<ReturnType<typeof guestSection>>;
   ram?: RamPoint[];
   disk?: Awaited<ReturnType<typeof diskSection>>;
@@ -1106,6 +1112,9 @@ function printTable(results: BenchResults): void {
   add('pause_skew_ms_16 (16 VMs, 16 hosts)', results.pause_skew_ms_16);
   add('resume_skew_ms_16 (16 VMs, 16 hosts)', results.resume_skew_ms_16);
   add('restart_ratio (ours/direct)', results.restart_ratio);
+  add('recovery_ms (host dies → all VMs back)', results.recovery_ms);
+  add('protected_overhead_pct (every 30 s, stop)', results.protected_overhead_pct);
+  add('chain_length_after_30 (keep-last 3)', results.chain_length_after_30);
   rows.push(['', '', '', '', '', '']);
   for (const [name, m] of Object.entries(results.metrics)) add(name, m);
   const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length))) ?? [];
@@ -1258,6 +1267,7 @@ function deriveMetrics(results: BenchResults): void {
       m[`on-disk / state at ${p.ramMiB} MiB`] = metric(p.allocatedBytes.map((a, i) => a / (p.stateBytes[i] ?? Number.NaN)), '', 'du of the checkpoint folder / state bytes');
     }
   }
+  deriveProtectMetrics(results);
   const disk = results.disk ?? [];
   if (disk.length) {
     const later = disk.slice(1);
@@ -1265,6 +1275,22 @@ function deriveMetrics(results: BenchResults): void {
     m['disk overlay / guest data written'] = metric(later.map((d) => d.overlayAllocatedBytes / d.guestBytesWrittenSincePrevious), '', 'overhead of the qcow2 layer');
     m['freeze phase with 1 disk (ms)'] = metric(disk.map((d) => d.freezeMs), 'ms', 'blockdev-snapshot-sync while paused');
   }
+}
+
+function deriveProtectMetrics(results: BenchResults): void {
+  const p = results.protect;
+  if (!p) return;
+  const m = results.metrics;
+  const watch = `watch: check every ${p.watch.checkEverySeconds} s, grace ${p.watch.graceSeconds} s, pickup ${p.watch.pickupSeconds} s`;
+  results.recovery_ms = metric(p.recovery.map((r) => r.recoveryMs), 'ms', `host worker and its QEMUs SIGKILLed → every VM running again from its checkpoint, the dead host's VMs on a spare (3 ring VMs + a disk VM on 2 hosts + spare; ${watch})`);
+  m['recovery: detection (ms)'] = metric(p.recovery.map((r) => r.detectMs), 'ms', 'kill → the watch starts the recovery (polling, pickup timeout, grace, confirmation)');
+  m['recovery: restart (ms)'] = metric(p.recovery.map((r) => r.restartMs), 'ms', 'restart workflow: launch → last VM resumed');
+  const pct = (rates: number[]) => rates.map((r, i) => (1 - r / (p.overhead.unprotected[i] ?? Number.NaN)) * 100);
+  results.protected_overhead_pct = metric(pct(p.overhead.stop), '%', `ring throughput lost with a stop-and-save checkpoint every ${p.config.everySec} s, per pair of ${p.config.windowSec}-s windows`);
+  if (Array.isArray(p.overhead.live)) m['protected overhead, live (%)'] = metric(pct(p.overhead.live), '%', 'live checkpoints');
+  m['ring throughput unprotected (tokens/s)'] = metric(p.overhead.unprotected, 'tokens/s', '3-node ring, no delay');
+  results.chain_length_after_30 = metric([p.chain.longestRunningChain], 'layers', `longest disk chain under a running VM after ${p.chain.checkpoints} scheduled checkpoints, keep-last 3 (top and base included)`, { op: '<=', value: 5 });
+  m['store / kept state bytes after 30'] = metric([p.chain.storeBytes / p.chain.keptStateBytes], '', `du of the cluster's store / state bytes of the ${p.chain.keptCheckpoints} kept checkpoints`);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1300,8 +1326,8 @@ async function main(): Promise<void> {
     cfg.tiny.reps = n;
     cfg.tiny.restartReps = Math.min(cfg.tiny.restartReps, n);
   }
-  const sections = new Set((values.only ?? 'guest,ram,disk,tiny').split(',').map((s) => s.trim()));
-  for (const s of sections) if (!['guest', 'ram', 'disk', 'tiny'].includes(s)) throw new Error(`--only: unknown section ${s}`);
+  const sections = new Set((values.only ?? 'guest,ram,disk,tiny,protect').split(',').map((s) => s.trim()));
+  for (const s of sections) if (!['guest', 'ram', 'disk', 'tiny', 'protect'].includes(s)) throw new Error(`--only: unknown section ${s}`);
   mkdirSync(RESULTS, { recursive: true });
 
   const procs = new DirectProcesses();
@@ -1360,6 +1386,14 @@ async function main(): Promise<void> {
         say(`FAILED tiny: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       }
       await stopBed();
+    }
+    if (sections.has('protect')) {
+      try {
+        results.protect = await protectSection(cfg.mode === 'quick' ? PROTECT_QUICK : PROTECT_FULL, say);
+      } catch (err) {
+        errors.push(`protect: ${err instanceof Error ? err.message : String(err)}`);
+        say(`FAILED protect: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      }
     }
   } finally {
     await stopBed();

@@ -5,54 +5,16 @@
 // verifies; the job finishes with the checksum this test computes independently.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { TestBed, guestImageDir } from '../harness/testbed';
+import { TestBed } from '../harness/testbed';
 import { readConsole, waitForConsole } from '../harness/console';
 import { killRecordedVms } from '../harness/janitor';
 import { sleep } from '../common/proc';
-import type { ClusterSpecInput } from '../common/spec';
-import { expectedChecksum } from './helpers/mpi';
-import { sinceLastRestore } from './helpers/ring-check';
+import { MPI_VMS, assertMpiFinishedFrom, mpiIterationAtCheckpoint, mpiIterations as iterations, mpiSpec } from './helpers/mpi';
 
 const CLUSTER = 'mpiprot';
 const ITERATIONS = 200;
-const VMS = [
-  { name: 'mpi0', host: 'a' },
-  { name: 'mpi1', host: 'b' },
-  { name: 'mpi2', host: 'a' },
-];
+const VMS = MPI_VMS;
 let bed: TestBed;
-
-function spec(): ClusterSpecInput {
-  const image = guestImageDir();
-  const ips = VMS.map((_, i) => `10.77.0.${11 + i}`);
-  return {
-    cluster: CLUSTER,
-    store: bed.store,
-    pauseBoundSeconds: 60,
-    hosts: { a: {}, b: {}, c: {} },
-    spareHosts: ['c'],
-    fencing: 'unreachable-is-dead',
-    vms: VMS.map((vm, i) => ({
-      name: vm.name,
-      host: vm.host,
-      memoryMiB: 256,
-      boot: {
-        kernel: join(image, 'vmlinuz'),
-        initrd: join(image, 'initrd-mpi.img'),
-        append: [
-          'console=ttyS0 quiet panic=-1 init_on_free=1',
-          `vccr.ip=${ips[i]}/24 vccr.run=mpi`,
-          `vccr.args=--node,${i},${ips.map((ip) => `--host,${ip}`).join(',')},--,--iterations,${ITERATIONS},--sleep-ms,200`,
-        ].join(' '),
-      },
-      nics: [{ id: 'net0', tap: bed.network?.taps[i] ?? '' }],
-      netns: bed.network?.name,
-    })),
-  };
-}
-
-const iterations = (text: string) => [...text.matchAll(/^MPI ITER (\d+)\/\d+ ok$/gm)].map((m) => Number(m[1]));
 
 before(async () => {
   bed = await TestBed.start({ hosts: ['a', 'b', 'c'], taps: 3 });
@@ -64,7 +26,7 @@ after(async () => {
 });
 
 test('host b dies mid-run: the protected MPI job comes back on the spare host by itself and finishes correctly', { timeout: 900_000 }, async (t) => {
-  await bed.vccr.up(spec());
+  await bed.vccr.up(mpiSpec(bed, CLUSTER, VMS, ITERATIONS, { hosts: { a: {}, b: {}, c: {} }, spareHosts: ['c'], fencing: 'unreachable-is-dead' }));
   const rank0 = bed.consoleLog('a', CLUSTER, 'mpi0');
   await waitForConsole(rank0, /^MPI ITER 5\/\d+ ok$/m, { timeoutMs: 300_000 });
   await bed.vccr.protection.protect(CLUSTER, {
@@ -97,16 +59,6 @@ test('host b dies mid-run: the protected MPI job comes back on the spare host by
   t.diagnostic(`host died → every VM running again: ${recovery.endedAt - killedAt} ms (recovered from ${recovery.checkpointId})`);
 
   const { manifest } = await bed.vccr.checkpoints.show(CLUSTER, recovery.checkpointId);
-  const m0 = manifest.vms.find((v) => v.name === 'mpi0');
-  assert.ok(m0?.console);
-  const atCheckpoint = iterations(readConsole(m0.console.path, 0, m0.console.offsetAtPause)).at(-1) ?? 0;
-  const restoredFrom = readConsole(rank0).lastIndexOf('=== vccr: restoring');
-  const done = await waitForConsole(rank0, /^MPI RESULT (OK|FAIL).*$/m, { from: restoredFrom, timeoutMs: 600_000 });
-  await waitForConsole(rank0, /^VCCR-WORKLOAD-EXIT code=\d+$/m, { from: restoredFrom, timeoutMs: 60_000 });
-  const after = sinceLastRestore(rank0, recovery.checkpointId);
-  t.diagnostic(`after the recovery: ${after.split('\n').filter((l) => l.startsWith('MPI')).slice(-2).join(' | ')}`);
-  assert.doesNotMatch(after, /^MPI (ERROR|LAUNCH)/m, 'no MPI error and no relaunch after the recovery');
-  assert.equal(iterations(after)[0], atCheckpoint + 1, 'the job continues from the iteration after the checkpoint');
-  assert.equal(done[0], `MPI RESULT OK checksum=${expectedChecksum(3, ITERATIONS, 4096)}`);
-  assert.match(after, /^VCCR-WORKLOAD-EXIT code=0$/m);
+  const atCheckpoint = mpiIterationAtCheckpoint(manifest);
+  t.diagnostic(`after the recovery: ${await assertMpiFinishedFrom(rank0, recovery.checkpointId, atCheckpoint, ITERATIONS)}`);
 });

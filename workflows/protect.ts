@@ -38,15 +38,16 @@ export async function protectCluster(raw: unknown): Promise<ProtectRunResult> {
   }
 
   progress.phase('check');
-  // While the watch is dealing with a failure, a checkpoint would only get in its way (and fail).
+  // While the watch is dealing with a failure, a checkpoint (or retention) would only hold the lock the
+  // recovery needs — and fail on the broken cluster.
   const watch = await controller.quick.getWatchState({ cluster });
-  let checkpoint: ProtectRunResult['checkpoint'];
   if (watch && watch.phase !== 'watching' && watch.phase !== 'stopped') {
-    checkpoint = { skipped: `the watch is ${watch.phase}: ${watch.reason}` };
-  } else {
-    checkpoint = await checkpointAndVerify(cluster, mode, progress);
+    const skipped = `the watch is ${watch.phase}: ${watch.reason}`;
+    log.info('scheduled run skipped', { cluster, skipped });
+    progress.phase('done');
+    return { cluster, mode, ...(modeNote ? { modeNote } : {}), checkpoint: { skipped }, retention: { skipped } };
   }
-
+  const checkpoint = await checkpointAndVerify(cluster, mode, progress);
   const retention = await retainAndCompact(cluster, input.retention, progress).catch((err: unknown) => ({ skipped: `failed: ${reasonOf(err)}` }));
   progress.phase('done');
   const result: ProtectRunResult = { cluster, mode, ...(modeNote ? { modeNote } : {}), checkpoint, retention };

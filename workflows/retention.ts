@@ -12,6 +12,7 @@ import { controllerActivities, hostActivities } from './proxies';
 import { groupByHost, onEveryHostSettled } from './hosts';
 import type { ProgressTracker } from './progress';
 import { reasonOf } from './validate';
+import type { AcquireReply } from './definitions';
 
 export interface RetentionOutcome {
   kept: Array<{ id: string; reasons: string[] }>;
@@ -30,7 +31,7 @@ const summarize = (ds: RetentionDecision[]) => ds.map((d) => ({ id: d.id, reason
 
 export async function retainAndCompact(cluster: string, policy: RetentionPolicy, progress: ProgressTracker): Promise<RetentionOutcome | { skipped: string }> {
   progress.phase('retention');
-  let lock;
+  let lock: AcquireReply;
   try {
     lock = await acquireCluster(cluster, 'retention');
   } catch (err) {
@@ -39,54 +40,65 @@ export async function retainAndCompact(cluster: string, policy: RetentionPolicy,
     log.info('retention skipped this round', { cluster, reason });
     return { skipped: reason };
   }
-  const controller = controllerActivities();
-  const store = lock.spec.store;
   try {
-    const decided = await controller.quick.applyRetention({ store, cluster, policy });
-    const problems = [...decided.problems];
-
-    progress.phase('merge');
-    const running = lock.status === 'running' || lock.status === 'degraded';
-    const compacted = running
-      ? await onEveryHostSettled(groupByHost(lock.placement), (host, vms) =>
-          hostActivities(taskQueueOf(lock.spec, host)).transfer('1 hour').compactDisks({ cluster, store, vms, keep: decided.keepLayers }),
-        )
-      : [];
-    const liveVms: Array<CompactedVm & { host: string }> = [];
-    for (const r of compacted) {
-      if (r.ok) liveVms.push(...r.value.map((vm) => ({ ...vm, host: r.host })));
-      else problems.push(`host ${r.host}: disk layers not merged (${reasonOf(r.error)})`);
-    }
-    const live = liveVms.flatMap((vm) => vm.disks.map((d) => d.chain));
-
-    progress.phase('collect');
-    const store_ = await controller.long.compactStore({ store, cluster, keepLayers: decided.keepLayers, live });
-    const merges = [
-      ...liveVms.flatMap((vm) => vm.disks.flatMap((d) => d.merged.map((m) => ({ where: `${vm.name} on host ${vm.host} (block-stream)`, into: m.into, base: m.base, dropped: m.drops })))),
-      ...store_.merges.filter((m) => m.ok).map((m) => ({ where: 'store (qemu-img rebase)', into: m.into, base: m.base, dropped: m.drops })),
-    ];
-    problems.push(...store_.merges.filter((m) => !m.ok).map((m) => `offline merge into ${m.into}: ${m.error ?? 'failed'}`));
-    const outcome = {
-      kept: summarize(decided.checkpoints.filter((d) => d.keep)),
-      deleted: summarize(decided.checkpoints.filter((d) => !d.keep)),
-      failedRecordsDeleted: decided.failedRecords.filter((d) => !d.keep).map((d) => d.id),
-      merges,
-      removedLayers: store_.removedLayers,
-      longestChain: Math.max(0, ...live.map((c) => c.length)),
-      problems,
-    };
-    const record = await controller.quick.recordRetention({
-      store,
-      cluster,
-      record: { cluster, at: new Date(Date.now()).toISOString(), policy, ...outcome, failedRecords: summarize(decided.failedRecords) },
-    });
+    const outcome = await underLock(cluster, policy, lock, progress);
     await releaseCluster(cluster, {
       outcome: 'completed',
-      detail: `retention: kept ${outcome.kept.length}, deleted ${outcome.deleted.length}, ${merges.length} merges, ${outcome.removedLayers.length} layers removed`,
+      detail: `retention: kept ${outcome.kept.length}, deleted ${outcome.deleted.length}, ${outcome.merges.length} merges, ${outcome.removedLayers.length} layers removed`,
     });
-    return { ...outcome, record };
+    return outcome;
   } catch (err) {
     await releaseCluster(cluster, { outcome: 'failed', detail: `retention: ${reasonOf(err)}` });
     throw err;
   }
+}
+
+async function underLock(cluster: string, policy: RetentionPolicy, lock: AcquireReply, progress: ProgressTracker): Promise<RetentionOutcome> {
+  const controller = controllerActivities();
+  const store = lock.spec.store;
+  const decided = await controller.quick.applyRetention({ store, cluster, policy });
+  const problems = [...decided.problems];
+
+  progress.phase('merge');
+  const onHosts = await mergeOnHosts(cluster, lock, decided.keepLayers);
+  problems.push(...onHosts.problems);
+  const live = onHosts.vms.flatMap((vm) => vm.disks.map((d) => d.chain));
+
+  progress.phase('collect');
+  const inStore = await controller.long.compactStore({ store, cluster, keepLayers: decided.keepLayers, live });
+  const merges = [
+    ...onHosts.vms.flatMap((vm) => vm.disks.flatMap((d) => d.merged.map((m) => ({ where: `${vm.name} on host ${vm.host} (block-stream)`, into: m.into, base: m.base, dropped: m.drops })))),
+    ...inStore.merges.filter((m) => m.ok).map((m) => ({ where: 'store (qemu-img rebase)', into: m.into, base: m.base, dropped: m.drops })),
+  ];
+  problems.push(...inStore.merges.filter((m) => !m.ok).map((m) => `offline merge into ${m.into}: ${m.error ?? 'failed'}`));
+  const outcome = {
+    kept: summarize(decided.checkpoints.filter((d) => d.keep)),
+    deleted: summarize(decided.checkpoints.filter((d) => !d.keep)),
+    failedRecordsDeleted: decided.failedRecords.filter((d) => !d.keep).map((d) => d.id),
+    merges,
+    removedLayers: inStore.removedLayers,
+    longestChain: Math.max(0, ...live.map((c) => c.length)),
+    problems,
+  };
+  const record = await controller.quick.recordRetention({
+    store,
+    cluster,
+    record: { cluster, at: new Date(Date.now()).toISOString(), policy, ...outcome, failedRecords: summarize(decided.failedRecords) },
+  });
+  return { ...outcome, record };
+}
+
+/** Merges the layers under each running VM that no kept checkpoint needs; a host that does not answer keeps its layers. */
+async function mergeOnHosts(cluster: string, lock: AcquireReply, keep: string[]): Promise<{ vms: Array<CompactedVm & { host: string }>; problems: string[] }> {
+  if (lock.status !== 'running' && lock.status !== 'degraded') return { vms: [], problems: [] };
+  const results = await onEveryHostSettled(groupByHost(lock.placement), (host, vms) =>
+    hostActivities(taskQueueOf(lock.spec, host)).transfer('1 hour').compactDisks({ cluster, store: lock.spec.store, vms, keep }),
+  );
+  const vms: Array<CompactedVm & { host: string }> = [];
+  const problems: string[] = [];
+  for (const r of results) {
+    if (r.ok) vms.push(...r.value.map((vm) => ({ ...vm, host: r.host })));
+    else problems.push(`host ${r.host}: disk layers not merged (${reasonOf(r.error)})`);
+  }
+  return { vms, problems };
 }

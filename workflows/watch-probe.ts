@@ -39,11 +39,14 @@ export interface ProbeReport {
   reachable: Set<string>;
 }
 
-/** Asks every host of the placement about its VMs, and every spare host whether it answers at all. */
-export async function probeCluster(cluster: string, spec: ClusterSpec, placement: Record<string, string>, settings: WatchSettings): Promise<ProbeReport> {
+/**
+ * Asks every host of the placement about its VMs, and every spare host whether it answers at all.
+ * `hostsOnly`: only whether each host worker answers (while a planned operation may be stopping VMs).
+ */
+export async function probeCluster(cluster: string, spec: ClusterSpec, placement: Record<string, string>, settings: WatchSettings, hostsOnly = false): Promise<ProbeReport> {
   const byHost = groupByHost(placement);
   for (const spare of spec.spareHosts ?? []) if (!byHost.has(spare)) byHost.set(spare, []);
-  const results = await onEveryHostSettled(byHost, (host, vms) => probeActivities(spec, host, settings).inspectVms({ cluster, vms }));
+  const results = await onEveryHostSettled(byHost, (host, vms) => probeActivities(spec, host, settings).inspectVms({ cluster, vms: hostsOnly ? [] : vms }));
   const failures: Failure[] = [];
   const reachable = new Set<string>();
   for (const r of results) {

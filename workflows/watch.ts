@@ -16,9 +16,10 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import { watchInputSchema, type Failure } from '../common/protection';
+import { watchInputSchema, type Failure, type WatchSettings } from '../common/protection';
 import { VCCR_CLUSTER, VCCR_OPERATION, VCCR_PHASE } from '../common/search-attributes';
 import type { ClusterState } from './definitions';
+import type { ClusterSpec } from '../common/spec';
 import { controllerActivities } from './proxies';
 import { reasonOf, validateInput } from './validate';
 import { decide, describeFailure } from './watch-decide';
@@ -34,143 +35,171 @@ const REMIND_EVERY_MS = 60_000;
 
 export async function watchCluster(raw: unknown): Promise<WatchState> {
   const input = validateInput(watchInputSchema, raw, 'watchCluster');
-  const cluster = input.cluster;
-  const state: WatchState = {
-    cluster,
-    phase: 'watching',
-    reason: 'starting',
-    since: Date.now(),
-    confirmedDead: [],
-    fencePending: [],
-    retrying: false,
-    countFrom: 0,
-    recoveries: [],
-    ...(input.carried as Partial<WatchState> | undefined),
-    settings: input.settings,
-  };
-  let stopping = false;
-  let wake = false;
-  let remindedAt = 0;
+  return new Watch(input.cluster, input.settings, input.carried as Partial<WatchState> | undefined).run();
+}
 
-  const publish = () =>
-    upsertSearchAttributes([
-      { key: VCCR_CLUSTER, value: cluster },
-      { key: VCCR_OPERATION, value: 'watch' },
-      { key: VCCR_PHASE, value: state.phase },
-    ]);
-  const setPhase = (phase: WatchPhase, reason: string) => {
-    const changed = phase !== state.phase;
-    if (changed) state.since = Date.now();
-    state.phase = phase;
-    state.reason = reason;
-    if (changed) publish();
-    if (phase === 'needs-operator' && (changed || Date.now() - remindedAt >= REMIND_EVERY_MS)) {
-      remindedAt = Date.now();
-      log.error('cluster needs an operator', { cluster, reason });
-    } else if (changed) log.info('watch phase', { cluster, phase, reason });
-  };
-  publish();
+class Watch {
+  private readonly state: WatchState;
+  private stopping = false;
+  private wake = false;
+  private remindedAt = 0;
 
-  setHandler(watchStateQuery, () => state);
-  setHandler(stopWatchSignal, () => {
-    stopping = true;
-  });
-  setHandler(configureWatchSignal, (settings) => {
-    state.settings = settings;
-    wake = true;
-  });
-  setHandler(operatorRecoverUpdate, (req) => {
-    state.confirmedDead = [...new Set([...state.confirmedDead, ...req.deadHosts])].sort();
-    state.countFrom = Date.now(); // the operator has looked: the per-hour limit starts afresh
-    log.warn('operator asked for recovery', { cluster, deadHosts: req.deadHosts });
-    wake = true;
-    return state;
-  });
-
-  while (!stopping) {
-    try {
-      await checkOnce();
-    } catch (err) {
-      // A check that could not be made (Temporal or the controller busy) is not evidence of anything.
-      log.warn('watch check failed', { cluster, err: reasonOf(err) });
-    }
-    if (stopping) break;
-    if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > 2000) {
-      await condition(allHandlersFinished);
-      await continueAsNew<typeof watchCluster>({ cluster, settings: state.settings, carried: { ...state } });
-    }
-    wake = false;
-    const delay = state.suspicion ? Math.min(CONFIRM_AFTER_MS, state.settings.checkEverySeconds * 1000) : state.settings.checkEverySeconds * 1000;
-    await condition(() => wake || stopping, delay);
+  constructor(
+    private readonly cluster: string,
+    settings: WatchSettings,
+    carried: Partial<WatchState> | undefined,
+  ) {
+    this.state = {
+      cluster,
+      phase: 'watching',
+      reason: 'starting',
+      since: Date.now(),
+      confirmedDead: [],
+      fencePending: [],
+      retrying: false,
+      countFrom: 0,
+      recoveries: [],
+      ...carried,
+      settings,
+    };
+    setHandler(watchStateQuery, () => this.state);
+    setHandler(stopWatchSignal, () => {
+      this.stopping = true;
+    });
+    setHandler(configureWatchSignal, (next) => {
+      this.state.settings = next;
+      this.wake = true;
+    });
+    setHandler(operatorRecoverUpdate, (req) => {
+      this.state.confirmedDead = [...new Set([...this.state.confirmedDead, ...req.deadHosts])].sort();
+      this.state.countFrom = Date.now(); // the operator has looked: the per-hour limit starts afresh
+      log.warn('operator asked for recovery', { cluster, deadHosts: req.deadHosts });
+      this.wake = true;
+      return this.state;
+    });
+    this.publish();
   }
-  setPhase('stopped', 'protection was switched off');
-  return state;
 
-  async function checkOnce(): Promise<void> {
+  async run(): Promise<WatchState> {
+    while (!this.stopping) {
+      try {
+        await this.checkOnce();
+      } catch (err) {
+        // A check that could not be made (Temporal or the controller busy) is not evidence of anything.
+        log.warn('watch check failed', { cluster: this.cluster, err: reasonOf(err) });
+      }
+      if (this.stopping) break;
+      if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > 2000) {
+        await condition(allHandlersFinished);
+        await continueAsNew<typeof watchCluster>({ cluster: this.cluster, settings: this.state.settings, carried: { ...this.state } });
+      }
+      this.wake = false;
+      const every = this.state.settings.checkEverySeconds * 1000;
+      await condition(() => this.wake || this.stopping, this.state.suspicion ? Math.min(CONFIRM_AFTER_MS, every) : every);
+    }
+    this.setPhase('stopped', 'protection was switched off');
+    return this.state;
+  }
+
+  private publish(): void {
+    upsertSearchAttributes([
+      { key: VCCR_CLUSTER, value: this.cluster },
+      { key: VCCR_OPERATION, value: 'watch' },
+      { key: VCCR_PHASE, value: this.state.phase },
+    ]);
+  }
+
+  private setPhase(phase: WatchPhase, reason: string): void {
+    const changed = phase !== this.state.phase;
+    if (changed) this.state.since = Date.now();
+    this.state.phase = phase;
+    this.state.reason = reason;
+    if (changed) this.publish();
+    if (phase === 'needs-operator' && (changed || Date.now() - this.remindedAt >= REMIND_EVERY_MS)) {
+      this.remindedAt = Date.now();
+      log.error('cluster needs an operator', { cluster: this.cluster, reason });
+    } else if (changed) log.info('watch phase', { cluster: this.cluster, phase, reason });
+  }
+
+  private async checkOnce(): Promise<void> {
+    const { state, cluster } = this;
     const now = Date.now();
     const record = await controllerActivities().quick.getClusterState({ cluster });
     state.lastCheckAt = now;
     if (!record?.spec) {
       state.suspicion = undefined;
-      return setPhase('watching', 'no cluster record yet (launch it with `vccr up`)');
+      return this.setPhase('watching', 'no cluster record yet (launch it with `vccr up`)');
     }
-    if (record.lock) {
-      // A planned operation holds the cluster: never act during one (what looked wrong is looked at again after).
-      if (state.phase !== 'needs-operator') setPhase(state.retrying ? 'recovering' : 'watching', `busy: ${record.lock.operation} (${record.lock.workflowId})`);
-      return;
-    }
-    if (state.retrying && operatorTookOver(record)) state.retrying = false;
+    if (record.lock) return this.whileBusy(record, record.spec, now);
+    if (state.retrying && this.operatorTookOver(record)) state.retrying = false;
     if (record.status !== 'running' && record.status !== 'degraded' && !state.retrying) {
       state.suspicion = undefined;
-      return setPhase('watching', `cluster is ${record.status}: nothing to recover`);
+      return this.setPhase('watching', `cluster is ${record.status}: nothing to recover`);
     }
-    await fenceReturnedHosts(record);
-    const spec = record.spec;
-    const probe = await probeCluster(cluster, spec, record.placement, state.settings);
+    await this.fenceReturnedHosts(record);
+    const probe = await probeCluster(cluster, record.spec, record.placement, state.settings);
     state.confirmedDead = state.confirmedDead.filter((h) => !probe.reachable.has(h));
     if (!probe.failures.length) {
       state.suspicion = undefined;
       state.retrying = false;
       state.lastHealthyAt = now;
-      return setPhase('watching', 'every VM and host answers');
+      return this.setPhase('watching', 'every VM and host answers');
     }
-    state.suspicion = state.suspicion
-      ? { ...state.suspicion, checks: state.suspicion.checks + 1, failures: probe.failures }
-      : { since: now, checks: 1, failures: probe.failures };
-    const decision = decide(state, spec, probe.reachable, now);
-    if (decision.action === 'wait') return setPhase(decision.phase, decision.reason);
-    if (decision.action === 'needs-operator') return setPhase('needs-operator', decision.reason);
-    await recover(decision.hostMap, decision.deadHosts, decision.failures);
+    this.suspect(probe.failures, now);
+    const decision = decide(state, record.spec, probe.reachable, now);
+    if (decision.action === 'wait') return this.setPhase(decision.phase, decision.reason);
+    if (decision.action === 'needs-operator') return this.setPhase('needs-operator', decision.reason);
+    await this.recover(decision.hostMap, decision.deadHosts, decision.failures);
+  }
+
+  private suspect(failures: Failure[], now: number): void {
+    const s = this.state.suspicion;
+    this.state.suspicion = s ? { ...s, checks: s.checks + 1, failures } : { since: now, checks: 1, failures };
+  }
+
+  /**
+   * A planned operation holds the cluster: never act during one. Only whether the host workers answer is
+   * checked meanwhile (a planned operation stops VMs, never workers), so that a host that died just before
+   * or during it is recognised — and the recovery can start — as soon as the operation lets go.
+   */
+  private async whileBusy(record: ClusterState, spec: ClusterSpec, now: number): Promise<void> {
+    const busy = `busy: ${record.lock?.operation} (${record.lock?.workflowId})`;
+    const probe = await probeCluster(this.cluster, spec, record.placement, this.state.settings, true);
+    const hosts = probe.failures.filter((f) => f.kind === 'host-unreachable');
+    if (hosts.length) {
+      this.suspect(hosts, now);
+      if (this.state.phase !== 'needs-operator') this.setPhase('suspect', `${hosts.map(describeFailure).join('; ')} (${busy}; acting once it is done)`);
+    } else if (this.state.phase !== 'needs-operator') {
+      this.setPhase(this.state.retrying ? 'recovering' : this.state.suspicion ? 'suspect' : 'watching', busy);
+    }
   }
 
   /** An operator launched, restarted or stopped the cluster since our last recovery: theirs to handle. */
-  function operatorTookOver(record: ClusterState): boolean {
-    const since = state.recoveries.at(-1)?.endedAt ?? 0;
-    return record.recent.some((r) => r.at > since && r.operation !== 'recover' && !r.workflowId.includes('-restart-recovery-') && ['launch', 'restart', 'shutdown'].includes(r.operation));
+  private operatorTookOver(record: ClusterState): boolean {
+    const since = this.state.recoveries.at(-1)?.endedAt ?? 0;
+    return record.recent.some((r) => r.at > since && !r.workflowId.includes('-restart-recovery-') && ['launch', 'restart', 'shutdown'].includes(r.operation));
   }
 
   /** Hosts whose VMs were moved away while they did not answer: once they answer, kill what they still run. */
-  async function fenceReturnedHosts(record: ClusterState): Promise<void> {
+  private async fenceReturnedHosts(record: ClusterState): Promise<void> {
     const spec = record.spec;
     if (!spec) return;
     const inUse = new Set(Object.values(record.placement));
-    for (const host of [...state.fencePending]) {
-      if (inUse.has(host)) {
-        state.fencePending = state.fencePending.filter((h) => h !== host);
-        continue;
-      }
-      const killed = await fenceHost(cluster, spec, host, state.settings).catch(() => undefined);
+    for (const host of [...this.state.fencePending]) {
+      const killed = inUse.has(host) ? [] : await fenceHost(this.cluster, spec, host, this.state.settings).catch(() => undefined);
       if (killed === undefined) continue; // still unreachable
-      state.fencePending = state.fencePending.filter((h) => h !== host);
-      if (killed.length) log.warn('fenced a returning host: killed VMs it still ran', { cluster, host, vms: killed });
+      this.state.fencePending = this.state.fencePending.filter((h) => h !== host);
+      if (killed.length) log.warn('fenced a returning host: killed VMs it still ran', { cluster: this.cluster, host, vms: killed });
     }
   }
 
-  async function recover(hostMap: Record<string, string>, deadHosts: string[], failures: Failure[]): Promise<void> {
+  private async recover(hostMap: Record<string, string>, deadHosts: string[], failures: Failure[]): Promise<void> {
+    const { cluster, state } = this;
     const noticedAt = state.suspicion?.since ?? Date.now();
     const startedAt = Date.now();
     const workflowId = `vccr-${cluster}-recover-${new Date(startedAt).toISOString().replace(/[:.]/g, '-')}`;
-    setPhase('recovering', `${failures.map(describeFailure).join('; ')}${Object.keys(hostMap).length ? `; moving ${Object.entries(hostMap).map(([a, b]) => `${a}→${b}`).join(', ')}` : ''}`);
+    const moves = Object.entries(hostMap).map(([a, b]) => `${a}→${b}`);
+    this.setPhase('recovering', `${failures.map(describeFailure).join('; ')}${moves.length ? `; moving ${moves.join(', ')}` : ''}`);
     try {
       const result = await executeChild<(input: unknown) => Promise<RecoveryResult>>('recoverCluster', {
         workflowId,
@@ -180,21 +209,21 @@ export async function watchCluster(raw: unknown): Promise<WatchState> {
         // A recovery half-way through a restart must finish even if the watch is stopped.
         parentClosePolicy: ParentClosePolicy.ABANDON,
       });
-      remember({ workflowId, startedAt, endedAt: Date.now(), outcome: 'completed', checkpointId: result.checkpointId, placement: result.placement, detail: `recovered from ${result.checkpointId}` });
+      this.remember({ workflowId, startedAt, endedAt: Date.now(), outcome: 'completed', checkpointId: result.checkpointId, placement: result.placement, detail: `recovered from ${result.checkpointId}` });
       state.fencePending = [...new Set([...state.fencePending, ...deadHosts])];
       state.suspicion = undefined;
       state.retrying = false;
-      setPhase('watching', `recovered from ${result.checkpointId}`);
+      this.setPhase('watching', `recovered from ${result.checkpointId}`);
     } catch (err) {
       const reason = reasonOf(err);
-      remember({ workflowId, startedAt, endedAt: Date.now(), outcome: 'failed', detail: reason });
+      this.remember({ workflowId, startedAt, endedAt: Date.now(), outcome: 'failed', detail: reason });
       state.retrying = true;
-      setPhase('recovering', `recovery failed (${reason}); trying again after a back-off`);
+      this.setPhase('recovering', `recovery failed (${reason}); trying again after a back-off`);
     }
   }
 
-  function remember(summary: WatchState['recoveries'][number]): void {
-    state.recoveries.push(summary);
-    if (state.recoveries.length > RECOVERIES_KEPT) state.recoveries.splice(0, state.recoveries.length - RECOVERIES_KEPT);
+  private remember(summary: WatchState['recoveries'][number]): void {
+    this.state.recoveries.push(summary);
+    if (this.state.recoveries.length > RECOVERIES_KEPT) this.state.recoveries.splice(0, this.state.recoveries.length - RECOVERIES_KEPT);
   }
 }

@@ -10,6 +10,9 @@ import { readConsole, ringErrors, ringTokens, waitForConsole } from '../../harne
 import type { ClusterSpecInput } from '../../common/spec';
 import { sleep } from '../../common/proc';
 import type { Manifest } from '../../common/manifest';
+import { journalErrors, journalWrites } from './journal';
+
+export { journalErrors, journalWrites, verifyJournalDisk } from './journal';
 
 export const RING_VMS = [
   { name: 'ring0', host: 'a' },
@@ -57,9 +60,6 @@ export async function waitUntilRunning(bed: TestBed, cluster: string, placement:
   );
 }
 
-export const journalWrites = (text: string) => [...text.matchAll(/^JOURNAL WROTE seq=(\d+)$/gm)].map((m) => Number(m[1]));
-export const journalErrors = (text: string) => [...text.matchAll(/^JOURNAL ERROR .*$/gm)].map((m) => m[0]);
-
 /** The chain QEMU would open under `top` (qcow2 headers), top first. */
 export function headerChain(top: string): string[] {
   const out = execFileSync('qemu-img', ['info', '-U', '--backing-chain', '--output=json', top], { encoding: 'utf8' });
@@ -70,23 +70,6 @@ export function headerChain(top: string): string[] {
 export function runningChain(store: string, cluster: string, vm: string, disk: string): string[] {
   const c = JSON.parse(readFileSync(join(store, cluster, '_disks', vm, disk, 'chain.json'), 'utf8')) as { active: string; backing: string[] };
   return [c.active, ...c.backing];
-}
-
-/** Runs the host build of the journal verifier on a disk chain flattened to a raw image. */
-export function verifyJournalDisk(bed: TestBed, top: string): { ok: boolean; records: number; output: string } {
-  const raw = join(bed.dir, `verify-${Date.now()}-${Math.floor(Math.random() * 1e6)}.raw`);
-  execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', top, raw]);
-  let output: string;
-  let ok = true;
-  try {
-    output = execFileSync(join(guestImageDir(), 'bin', 'vccr-journal'), ['verify', '--dev', raw], { encoding: 'utf8' });
-  } catch (err) {
-    ok = false;
-    output = String((err as { stdout?: string }).stdout ?? err);
-  } finally {
-    execFileSync('rm', ['-f', raw]);
-  }
-  return { ok, records: Number(/records=(\d+)/.exec(output)?.[1] ?? -1), output: output.trim() };
 }
 
 /** The journal records the writer had reported when the checkpoint paused it. */
