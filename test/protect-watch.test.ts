@@ -96,6 +96,23 @@ test('a killed QEMU is noticed and the whole cluster comes back from the newest 
   assert.ok(recent.some((r) => r.operation === 'recover' && r.outcome === 'completed' && r.checkpointId === checkpointId), 'the cluster record lists the recovery');
 });
 
+test('a VM that stops answering (its QEMU frozen with SIGSTOP) is recovered once the grace period is over', { timeout: 300_000 }, async (t) => {
+  const checkpointId = await checkpointNow();
+  const recoveries = (await watchState()).recoveries.length;
+  const victim = bed.vmRecord('b', CLUSTER, 'ring1');
+  const frozenAt = Date.now();
+  process.kill(victim.pid, 'SIGSTOP');
+  const { state, phases } = await watchUntil((s) => s.recoveries.length > recoveries && s.phase === 'watching', 180_000, 'recovery of an unresponsive VM');
+  const last = state.recoveries.at(-1);
+  assert.equal(last?.outcome, 'completed', last?.detail);
+  assert.ok(phases.has('suspect'), 'it was suspected first');
+  assert.ok((last?.startedAt ?? 0) - frozenAt >= WATCH.graceSeconds * 1000, `no recovery before the grace period was over (${(last?.startedAt ?? 0) - frozenAt} ms)`);
+  assert.equal(isAlive({ pid: victim.pid, startTime: victim.startTime }), false, 'the frozen QEMU was killed (fenced) before the restart');
+  assert.deepEqual(recoveryRecords().at(-1)?.failures.map((f) => [f.kind, f.vm]), [['vm-unresponsive', 'ring1']]);
+  t.diagnostic(`frozen → every VM running again: ${(last?.endedAt ?? 0) - frozenAt} ms`);
+  await assertRecoveredFrom(checkpointId, HOME);
+});
+
 test('a host worker killed and back within the grace period: noticed, but no restart (the VMs never stopped)', { timeout: 180_000 }, async () => {
   const recoveries = (await watchState()).recoveries.length;
   const pids = Object.entries(HOME).map(([vm, host]) => bed.vmRecord(host, CLUSTER, vm));
@@ -140,6 +157,13 @@ test('an unreachable host under the "operator" fencing rule: needs-operator unti
   }
   assert.match(status, /watch: NEEDS-OPERATOR .*--host-dead b/, 'vccr status shows it');
   assert.equal((await watchState()).recoveries.length, recoveries, 'nothing is done alone');
+  let listed: string[] = [];
+  for (let i = 0; i < 50 && listed.length === 0; i++) {
+    listed = [];
+    for await (const wf of (await bed.temporal()).workflow.list({ query: `VccrCluster = '${CLUSTER}' AND VccrPhase = 'needs-operator'` })) listed.push(wf.workflowId);
+    if (!listed.length) await sleep(200); // visibility follows the workflow a moment later
+  }
+  assert.deepEqual(listed, [`vccr-watch-${CLUSTER}`], 'the Web UI can list it by its search attribute');
 
   assert.match(cli(['recover', CLUSTER, '--host-dead', 'b']), /hosts confirmed dead: b/);
   const done = await watchUntil((s) => s.recoveries.length > recoveries && s.phase === 'watching', 180_000, 'recovery onto the spare');

@@ -27,7 +27,6 @@ export interface ProtectRunResult {
 export async function protectCluster(raw: unknown): Promise<ProtectRunResult> {
   const input = validateInput(protectRunInputSchema, raw, 'protectCluster');
   const { cluster } = input;
-  const controller = controllerActivities();
   const progress = new ProgressTracker('protect', cluster);
   let mode: CheckpointMode = input.mode;
   let modeNote: string | undefined;
@@ -38,17 +37,18 @@ export async function protectCluster(raw: unknown): Promise<ProtectRunResult> {
   }
 
   progress.phase('check');
-  // While the watch is dealing with a failure, a checkpoint (or retention) would only hold the lock the
-  // recovery needs — and fail on the broken cluster.
-  const watch = await controller.quick.getWatchState({ cluster });
-  if (watch && watch.phase !== 'watching' && watch.phase !== 'stopped') {
-    const skipped = `the watch is ${watch.phase}: ${watch.reason}`;
-    log.info('scheduled run skipped', { cluster, skipped });
+  const busy = await watchIsBusy(cluster);
+  if (busy) {
+    log.info('scheduled run skipped', { cluster, busy });
     progress.phase('done');
-    return { cluster, mode, ...(modeNote ? { modeNote } : {}), checkpoint: { skipped }, retention: { skipped } };
+    return { cluster, mode, ...(modeNote ? { modeNote } : {}), checkpoint: { skipped: busy }, retention: { skipped: busy } };
   }
   const checkpoint = await checkpointAndVerify(cluster, mode, progress);
-  const retention = await retainAndCompact(cluster, input.retention, progress).catch((err: unknown) => ({ skipped: `failed: ${reasonOf(err)}` }));
+  // Asked again: a failure noticed during the checkpoint (which then failed on it) is the watch's now.
+  const busyNow = await watchIsBusy(cluster);
+  const retention = busyNow
+    ? { skipped: busyNow }
+    : await retainAndCompact(cluster, input.retention, progress).catch((err: unknown) => ({ skipped: `failed: ${reasonOf(err)}` }));
   progress.phase('done');
   const result: ProtectRunResult = { cluster, mode, ...(modeNote ? { modeNote } : {}), checkpoint, retention };
   if ('failed' in checkpoint) {
@@ -56,6 +56,15 @@ export async function protectCluster(raw: unknown): Promise<ProtectRunResult> {
     throw ApplicationFailure.create({ message: `scheduled checkpoint of ${cluster} failed: ${checkpoint.failed}`, type: 'CheckpointFailed', nonRetryable: true, details: [result] });
   }
   return result;
+}
+
+/**
+ * Why not to run now, if the watch is dealing with a failure: a checkpoint or retention would only hold
+ * the lock the recovery needs, and fail on the broken cluster.
+ */
+async function watchIsBusy(cluster: string): Promise<string | undefined> {
+  const watch = await controllerActivities().quick.getWatchState({ cluster });
+  return watch && watch.phase !== 'watching' && watch.phase !== 'stopped' ? `the watch is ${watch.phase}: ${watch.reason}` : undefined;
 }
 
 async function checkpointAndVerify(cluster: string, mode: CheckpointMode, progress: ProgressTracker): Promise<ProtectRunResult['checkpoint']> {
