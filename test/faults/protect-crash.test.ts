@@ -156,6 +156,30 @@ describe('controller worker killed during a scheduled run', () => {
   }
 });
 
+describe('host worker killed during a merge', () => {
+  test(`host ${JOURNAL_VM.host} (the disk VM's) killed in merge, back within the grace period`, { timeout: RUNS * 180_000 }, async (t) => {
+    for (let run = 1; run <= RUNS; run++) {
+      const inside = run % 2 === 0;
+      const started = Date.now();
+      const where = await placement();
+      const host = where[JOURNAL_VM.name] ?? JOURNAL_VM.host;
+      const recoveries = await watchRecoveries();
+      const workflowId = await triggerRun();
+      const seen = await waitForRunPhase(workflowId, 'merge');
+      if (inside) await sleep(random(0, TYPICAL_MS.merge ?? 300));
+      await bed.hostWorkers.get(host)?.kill();
+      await sleep(random(0, 1500));
+      await bed.startHost(host);
+      await (await bed.temporal()).workflow.getHandle(workflowId).result();
+      await assertProtectedState(where);
+      assert.equal(await watchRecoveries(), recoveries, 'the watch did not act (the worker was back within the grace period)');
+      const detail = `host worker ${host} killed ${inside ? 'inside' : 'at the start of'} merge (run was in ${seen}), restarted`;
+      t.diagnostic(`run ${run}: ${detail} → completed; ${Date.now() - started} ms`);
+      report({ suite: 'protect-crash', case: 'merge, host worker killed', run, outcome: 'completed', maxPausedMs: 0, ms: Date.now() - started, detail, ok: true });
+    }
+  });
+});
+
 describe('controller worker killed during an automatic recovery', () => {
   test('recovery of a killed QEMU', { timeout: RUNS * 240_000 }, async (t) => {
     for (let run = 1; run <= RUNS; run++) {
