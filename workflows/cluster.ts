@@ -16,6 +16,7 @@ import {
   acquireUpdate,
   clusterStateQuery,
   releaseSignal,
+  rolloverSignal,
   type AcquireRequest,
   type ClusterState,
 } from './definitions';
@@ -89,8 +90,13 @@ export async function clusterRecord(input: ClusterRecordInput): Promise<void> {
     publish();
   });
 
-  // Live forever; start a fresh history when this one grows long.
-  await condition(() => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > 5000);
+  let rolloverRequested = false;
+  setHandler(rolloverSignal, () => {
+    rolloverRequested = true;
+  });
+
+  // Live forever; start a fresh history when this one grows long (or when asked to).
+  await condition(() => rolloverRequested || workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > 5000);
   await condition(allHandlersFinished);
   await continueAsNew<typeof clusterRecord>({ cluster: state.cluster, state });
 }

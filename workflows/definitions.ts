@@ -67,6 +67,12 @@ export interface ReleaseRequest {
 export const acquireUpdate = defineUpdate<AcquireReply, [AcquireRequest]>('acquire');
 export const releaseSignal = defineSignal<[ReleaseRequest]>('release');
 export const clusterStateQuery = defineQuery<ClusterState>('state');
+/**
+ * Asks the cluster record to continue-as-new now instead of when its history grows long: after a deploy,
+ * this moves the long-lived record onto the new workflow code; the history recorder uses it to capture a
+ * continue-as-new deterministically.
+ */
+export const rolloverSignal = defineSignal('rollover');
 
 export function clusterWorkflowId(cluster: string): string {
   return `vccr-cluster-${cluster}`;
