@@ -5,10 +5,9 @@
 // Adding a case is one entry in CASES. Cases run in order, on two clusters: `rec` (3 VMs with a disk each
 // on hosts a and b) and `recfail` (1 VM with a disk whose new overlay cannot be created, so its checkpoint
 // fails once the VM is paused and is undone).
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT, TestBed, guestImageDir } from '../harness/testbed';
+import { REPO_ROOT, TestBed, idleSpec } from '../harness/testbed';
 import { HistoryRecorder, type RecordedHistory, type WorkflowInput, type WorkflowType } from '../harness/history-recorder';
 import type { ClusterSpecInput } from '../common/spec';
 import { storeLayout } from '../common/store-layout';
@@ -75,29 +74,14 @@ function blockOverlay(spec: ClusterSpecInput, checkpointId: string): void {
   }
 }
 
-function guestVm(name: string, host: string, disk: string) {
-  const image = guestImageDir();
-  return {
-    name,
-    host,
-    memoryMiB: 64,
-    boot: { kernel: join(image, 'vmlinuz'), initrd: join(image, 'initrd.img'), append: `console=ttyS0 quiet panic=-1 vccr.hostname=${name} vccr.run=idle` },
-    disks: [{ id: 'data', image: disk, format: 'raw' as const }],
-  };
-}
-
 function specs(bed: TestBed): Clusters {
-  const disk = join(bed.dir, 'disk-base.raw');
-  execFileSync('qemu-img', ['create', '-q', '-f', 'raw', disk, '8M']);
   return {
-    main: {
-      cluster: MAIN,
-      store: bed.store,
-      pauseBoundSeconds: 60,
-      hosts: { a: {}, b: {} },
-      vms: [guestVm('vm0', 'a', disk), guestVm('vm1', 'b', disk), guestVm('vm2', 'a', disk)],
-    },
-    failing: { cluster: FAILING, store: bed.store, hosts: { a: {} }, vms: [guestVm('vm0', 'a', disk)] },
+    main: idleSpec(bed, MAIN, [
+      { name: 'vm0', host: 'a' },
+      { name: 'vm1', host: 'b' },
+      { name: 'vm2', host: 'a' },
+    ]),
+    failing: idleSpec(bed, FAILING, [{ name: 'vm0', host: 'a' }]),
   };
 }
 
