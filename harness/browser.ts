@@ -36,6 +36,10 @@ const FLAGS = [
 ];
 
 type Json = Record<string, unknown>;
+interface FrameTree {
+  frame: { id: string };
+  childFrames?: FrameTree[];
+}
 interface Pending {
   resolve: (result: Json) => void;
   reject: (err: Error) => void;
@@ -172,9 +176,28 @@ export class Page {
     return reply.result.value as T;
   }
 
-  /** The page's rendered text (what a person sees, as document.body.innerText gives it). */
-  text(): Promise<string> {
-    return this.evaluate<string>('document.body ? document.body.innerText : ""');
+  /**
+   * The page's rendered text, as document.body.innerText gives it, followed by that of every frame in it
+   * (the Web UI renders markdown — a workflow's details — inside sandboxed iframes).
+   */
+  async text(): Promise<string> {
+    const main = await this.evaluate<string>('document.body ? document.body.innerText : ""');
+    const { frameTree } = (await this.send('Page.getFrameTree')) as { frameTree: FrameTree };
+    const frames: string[] = [];
+    const visit = (tree: FrameTree) => (tree.childFrames ?? []).forEach((child) => (frames.push(child.frame.id), visit(child)));
+    visit(frameTree);
+    const texts = await Promise.all(frames.map((frameId) => this.frameText(frameId).catch(() => '')));
+    return [main, ...texts.filter((t) => t)].join('\n');
+  }
+
+  private async frameText(frameId: string): Promise<string> {
+    const { executionContextId } = (await this.send('Page.createIsolatedWorld', { frameId, worldName: 'vccr-text' })) as { executionContextId: number };
+    const reply = (await this.send('Runtime.evaluate', {
+      expression: 'document.body ? document.body.innerText : ""',
+      contextId: executionContextId,
+      returnByValue: true,
+    })) as { result: { value?: string } };
+    return reply.result.value ?? '';
   }
 
   /** Waits until the rendered text matches every pattern; returns the text. */
@@ -206,7 +229,8 @@ export class Page {
     const clicked = await this.evaluate<boolean>(`(() => {
       const label = ${JSON.stringify(label)};
       const all = [...document.querySelectorAll('button, a, [role="tab"], summary, label')];
-      const el = all.find((e) => e.innerText && e.innerText.trim() === label);
+      // A tab may show a count on a second line (Event History, 84): compare the first line.
+      const el = all.find((e) => e.innerText && e.innerText.trim().split('\\n')[0].trim() === label);
       if (!el) return false;
       el.scrollIntoView({ block: 'center' });
       el.click();

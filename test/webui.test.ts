@@ -2,7 +2,7 @@
 // (Debian's headless Chromium, driven over the DevTools protocol by harness/browser.ts): the dev server
 // runs with its UI, a 3-VM cluster is checkpointed and restarted (host a remapped to b), then the
 // workflow list filtered by `VccrCluster = "…"` and the checkpoint's workflow page are opened. The test
-// saves a screenshot of each page into .cache/webui/ (the README shows copies from docs/).
+// saves screenshots of the pages into .cache/webui/ (the README shows copies from docs/).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -26,13 +26,14 @@ let browser: Browser;
 let page: Page;
 let ui: string;
 let checkpointWorkflowId: string;
+let restartWorkflowId: string;
 
 before(async () => {
   bed = await TestBed.start({ hosts: ['a', 'b'], uiPort: await freePort() });
   ui = bed.server.uiUrl ?? '';
   browser = await Browser.launch();
   page = await browser.newPage();
-  await page.send('Emulation.setDeviceMetricsOverride', { width: 1440, height: 1000, deviceScaleFactor: 1, mobile: false });
+  await viewport(1440, 1000);
   mkdirSync(SCREENSHOTS, { recursive: true });
 
   await bed.vccr.up(idleSpec(bed, CLUSTER, VMS));
@@ -41,13 +42,20 @@ before(async () => {
   checkpointWorkflowId = started.workflowId;
   const result = (await (await bed.temporal()).workflow.getHandle(checkpointWorkflowId).result()) as CheckpointResult;
   assert.equal(result.checkpointId, CHECKPOINT);
-  await bed.vccr.restart(CLUSTER, { checkpointId: CHECKPOINT, hostMap: { a: 'b' }, force: true });
+  const restart = await bed.vccr.restart(CLUSTER, { checkpointId: CHECKPOINT, hostMap: { a: 'b' }, force: true, noWait: true });
+  assert.ok('workflowId' in restart);
+  restartWorkflowId = restart.workflowId;
+  await (await bed.temporal()).workflow.getHandle(restartWorkflowId).result();
 });
 
 after(async () => {
   await browser?.close();
   await bed?.stop();
 });
+
+function viewport(width: number, height: number): Promise<unknown> {
+  return page.send('Emulation.setDeviceMetricsOverride', { width, height, deviceScaleFactor: 1, mobile: false });
+}
 
 /** Clicks the element with this data-testid; false if there is none. */
 function clickTestId(testId: string): Promise<boolean> {
@@ -79,16 +87,65 @@ test('the workflow list filtered by VccrCluster shows every operation of the clu
   assert.match(row('checkpointCluster'), new RegExp(`checkpoint\\s+done\\s+${CHECKPOINT}`), 'the checkpoint row: operation, phase, checkpoint id');
   assert.match(row('restartCluster'), new RegExp(`restart\\s+done\\s+${CHECKPOINT}`));
   assert.match(row('clusterRecord'), /cluster\s+running/);
+  await viewport(1600, 520); // wide enough for the search-attribute columns
   await page.screenshot(join(SCREENSHOTS, 'workflows.png'));
+  await viewport(1440, 1000);
   t.diagnostic(`screenshot: ${join(SCREENSHOTS, 'workflows.png')}`);
 });
 
-test('a checkpoint`s workflow page shows its search attributes', { timeout: 120_000 }, async (t) => {
+test('a checkpoint`s workflow page tells its story: activity summaries, current details, search attributes', { timeout: 120_000 }, async (t) => {
   await page.goto(`${ui}/namespaces/default/workflows/${checkpointWorkflowId}`);
-  await page.waitForText([/checkpointCluster/, /"checkpointId"/, /pauseVms/, /Search Attributes/]);
-  await page.screenshot(join(SCREENSHOTS, 'checkpoint.png'));
+  // The timeline names each activity call with its summary.
+  const timeline = await page.waitForText([/"checkpointId"/, /pauseVms/]);
+  for (const summary of [
+    'lock cluster webui for checkpoint ck-webui',
+    'pause vm0, vm2 on host a',
+    'pause vm1 on host b',
+    'freeze the disks of vm0, vm2 on host a',
+    'save vm0, vm2 on host a → ck-webui/vm0.state, vm2.state',
+    'save vm1 on host b → ck-webui/vm1.state',
+    'resume vm0, vm2 on host a',
+  ]) {
+    assert.ok(timeline.includes(summary), `the timeline shows "${summary}"`);
+  }
+  await page.evaluate(`[...document.querySelectorAll('h2, h3')].find((h) => h.innerText.trim() === 'Timeline')?.scrollIntoView()`);
+  await page.screenshot(join(SCREENSHOTS, 'checkpoint-timeline.png'));
+
+  // Current details (setCurrentDetails) and the static summary and details set at start, if any.
+  await page.click('User Metadata');
+  const metadata = await page.waitForText([/Current Details/, /checkpoint ck-webui of cluster webui · phase done/]);
+  assert.match(metadata, /saved [\d.]+ MiB of [\d.]+ MiB \(100 %\)/);
+  for (const vm of VMS) assert.match(metadata, new RegExp(`${vm.name} on host ${vm.host}: running \\([\\d.]+ MiB of [\\d.]+ MiB\\)`));
+  assert.match(metadata, /phases: prepare [\d.]+ s · pause [\d.]+ s · freeze [\d.]+ s · save [\d.]+ s · commit [\d.]+ s · resume [\d.]+ s/);
+  const description = await (await bed.temporal()).workflow.getHandle(checkpointWorkflowId).describe();
+  const staticSummary = await description.staticSummary();
+  if (staticSummary) assert.ok(metadata.includes(staticSummary), `the static summary "${staticSummary}" is shown`);
+  else t.diagnostic('the client set no staticSummary: not checked');
+  const staticDetails = await description.staticDetails();
+  const firstDetail = staticDetails?.split('\n').find((l) => l.trim())?.replace(/[*_`#>-]/g, '').trim();
+  if (firstDetail) assert.ok(metadata.includes(firstDetail), `the static details ("${firstDetail}" …) are shown`);
+  else t.diagnostic('the client set no staticDetails: not checked');
+  await viewport(1440, 680);
+  await page.screenshot(join(SCREENSHOTS, 'checkpoint-details.png'));
+  await viewport(1440, 1000);
+
   await page.click('Search Attributes');
-  const text = await page.waitForText([/VccrCluster/, /VccrPhase/]);
-  for (const value of [CLUSTER, 'checkpoint', 'done', CHECKPOINT]) assert.ok(text.includes(value), `search attribute value ${value} shown`);
-  t.diagnostic(`screenshot: ${join(SCREENSHOTS, 'checkpoint.png')}`);
+  const attributes = await page.waitForText([/VccrCluster/, /VccrOperation/, /VccrPhase/, /VccrCheckpointId/]);
+  for (const value of [CLUSTER, 'checkpoint', 'done', CHECKPOINT]) assert.ok(attributes.includes(value), `search attribute value ${value} shown`);
+  t.diagnostic(`screenshots: ${SCREENSHOTS}/checkpoint-{timeline,details}.png`);
+});
+
+test('the restart`s and the cluster record`s pages show their summaries and current details', { timeout: 120_000 }, async () => {
+  await page.goto(`${ui}/namespaces/default/workflows/${restartWorkflowId}`);
+  await page.waitForText([
+    /loadVmStates • load vm0, vm1, vm2 on host b ← ck-webui\/vm0\.state, vm1\.state, vm2\.state/,
+    /launchVms • launch vm0, vm1, vm2 on host b, waiting for ck-webui/,
+  ]);
+  await page.click('User Metadata');
+  await page.waitForText([/restart ck-webui of cluster webui · phase done/, /loaded [\d.]+ MiB of [\d.]+ MiB \(100 %\)/, /vm0 on host b: running/]);
+
+  await page.goto(`${ui}/namespaces/default/workflows/vccr-cluster-${CLUSTER}`);
+  await page.waitForText([/clusterRecord/, /User Metadata/]);
+  await page.click('User Metadata');
+  await page.waitForText([/cluster webui · running · last checkpoint ck-webui/, /host b: vm0, vm1, vm2/, /last operation: restart ck-webui completed/]);
 });

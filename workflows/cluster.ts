@@ -7,6 +7,7 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -20,6 +21,7 @@ import {
   type AcquireRequest,
   type ClusterState,
 } from './definitions';
+import { renderClusterDetails } from './details';
 
 const RECENT_LIMIT = 20;
 
@@ -31,15 +33,17 @@ export interface ClusterRecordInput {
 
 export async function clusterRecord(input: ClusterRecordInput): Promise<void> {
   const state: ClusterState = input.state ?? { cluster: input.cluster, placement: {}, status: 'new', recent: [] };
-  const publish = () =>
+  const publish = () => {
     upsertSearchAttributes([
       { key: VCCR_CLUSTER, value: state.cluster },
       { key: VCCR_OPERATION, value: 'cluster' },
       { key: VCCR_PHASE, value: state.lock ? `${state.lock.operation}` : state.status },
     ]);
+    setCurrentDetails(renderClusterDetails(state));
+  };
   publish();
 
-  setHandler(clusterStateQuery, () => state);
+  setHandler(clusterStateQuery, () => ({ format: 'vccr-cluster-state', version: 1, ...state }));
 
   // The validator rejects without touching history; the handler only records.
   setHandler(acquireUpdate, (req: AcquireRequest) => {

@@ -7,15 +7,20 @@ import { REPO_ROOT } from '../../harness/testbed';
 export const HISTORIES_DIR = join(REPO_ROOT, 'test', 'histories');
 
 export interface RecordedHistoryFile {
-  /** File name without .json. */
+  /** Path under test/histories/ without .json. */
   name: string;
   workflowType: string;
   /** As `temporal workflow show --output json` wrote it. */
   history: { events: Array<Record<string, unknown>> };
 }
 
+/**
+ * Every history under test/histories/, sub-folders included: the top level is what
+ * `npm run histories:record` writes; a sub-folder keeps the histories of an earlier release for as long
+ * as executions it started may still be running (ARCHITECTURE.md, "Changing a workflow safely").
+ */
 export function loadHistories(): RecordedHistoryFile[] {
-  return readdirSync(HISTORIES_DIR)
+  return (readdirSync(HISTORIES_DIR, { recursive: true, encoding: 'utf8' }) as string[])
     .filter((f) => f.endsWith('.json'))
     .sort()
     .map((file) => {
