@@ -5,12 +5,13 @@
 // saves screenshots of the pages into .cache/webui/ (the README shows copies from docs/).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT, TestBed, idleSpec } from '../harness/testbed';
 import { freePort } from '../harness/ports';
 import { Browser, type Page } from '../harness/browser';
 import type { CheckpointResult } from '../client';
+import { clusterStateQuery, clusterWorkflowId, progressQuery } from '../workflows/definitions';
 
 const CLUSTER = 'webui';
 const CHECKPOINT = 'ck-webui';
@@ -148,4 +149,32 @@ test('the restart`s and the cluster record`s pages show their summaries and curr
   await page.waitForText([/clusterRecord/, /User Metadata/]);
   await page.click('User Metadata');
   await page.waitForText([/cluster webui · running · last checkpoint ck-webui/, /host b: vm0, vm1, vm2/, /last operation: restart ck-webui completed/]);
+});
+
+/** The field names docs/queries.md lists in the table under `## \`<query>\``. */
+function documentedFields(query: string): string[] {
+  const doc = readFileSync(join(REPO_ROOT, 'docs', 'queries.md'), 'utf8');
+  const section = doc.split(/^## /m).find((s) => s.startsWith(`\`${query}\``)) ?? '';
+  return section
+    .split('\n')
+    .filter((l) => l.startsWith('| `'))
+    .flatMap((l) => [...(l.split('|')[1] ?? '').matchAll(/`(\w+)`/g)].map((m) => m[1] ?? ''));
+}
+
+test('the state and progress queries answer in the versioned shapes docs/queries.md documents', { timeout: 60_000 }, async () => {
+  const client = await bed.temporal();
+  const state = await client.workflow.getHandle(clusterWorkflowId(CLUSTER)).query(clusterStateQuery);
+  assert.equal(state.format, 'vccr-cluster-state');
+  assert.equal(state.version, 1);
+  const stateFields = documentedFields('state');
+  assert.ok(stateFields.length >= 7, `docs/queries.md documents the state query (${stateFields.join(', ')})`);
+  assert.deepEqual(Object.keys(state).filter((k) => !['format', 'version', ...stateFields].includes(k)), [], 'every field of state is documented');
+  for (const id of [checkpointWorkflowId, restartWorkflowId]) {
+    const progress = await client.workflow.getHandle(id).query(progressQuery);
+    assert.equal(progress.format, 'vccr-progress');
+    assert.equal(progress.version, 1);
+    const fields = documentedFields('progress');
+    assert.ok(fields.length >= 9, `docs/queries.md documents the progress query (${fields.join(', ')})`);
+    assert.deepEqual(Object.keys(progress).filter((k) => !['format', 'version', ...fields].includes(k)), [], `every field of ${id}'s progress is documented`);
+  }
 });
