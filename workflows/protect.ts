@@ -11,6 +11,7 @@ import { controllerActivities } from './proxies';
 import { ProgressTracker } from './progress';
 import { reasonOf, validateInput } from './validate';
 import { retainAndCompact, type RetentionOutcome } from './retention';
+import { withSummary } from './summary';
 
 export interface ProtectRunResult {
   cluster: string;
@@ -63,7 +64,7 @@ export async function protectCluster(raw: unknown): Promise<ProtectRunResult> {
  * the lock the recovery needs, and fail on the broken cluster.
  */
 async function watchIsBusy(cluster: string): Promise<string | undefined> {
-  const watch = await controllerActivities().quick.getWatchState({ cluster });
+  const watch = await withSummary(controllerActivities().quick, `ask the watch of ${cluster} how it is`).getWatchState({ cluster });
   return watch && watch.phase !== 'watching' && watch.phase !== 'stopped' ? `the watch is ${watch.phase}: ${watch.reason}` : undefined;
 }
 
@@ -87,9 +88,9 @@ async function checkpointAndVerify(cluster: string, mode: CheckpointMode, progre
     return { failed: reason, checkpointId };
   }
   progress.phase('verify');
-  const store = (await controllerActivities().quick.getClusterState({ cluster }))?.spec?.store;
+  const store = (await withSummary(controllerActivities().quick, `read the cluster record of ${cluster}`).getClusterState({ cluster }))?.spec?.store;
   const report = store
-    ? await controllerActivities().long.verifyAndMark({ store, cluster, checkpointId })
+    ? await withSummary(controllerActivities().long, `verify ${checkpointId}: read every state file back`).verifyAndMark({ store, cluster, checkpointId })
     : { ok: false, problems: ['no cluster record: cannot find the store'] };
   if (!report.ok) log.error('a new checkpoint does not verify', { cluster, checkpointId, problems: report.problems });
   return { checkpointId, downtimeMs: result.downtimeMs, totalBytes: result.totalBytes, verified: report.ok, problems: report.problems };

@@ -12,6 +12,7 @@ import { clusterWorkflowId, noteSignal } from './definitions';
 import { controllerActivities } from './proxies';
 import { ProgressTracker } from './progress';
 import { reasonOf, validateInput } from './validate';
+import { withSummary } from './summary';
 
 export interface RecoveryResult {
   cluster: string;
@@ -48,10 +49,10 @@ export async function recoverCluster(raw: unknown): Promise<RecoveryResult> {
   const controller = controllerActivities();
   const progress = new ProgressTracker('recover', cluster);
   progress.phase('select');
-  const state = await controller.quick.getClusterState({ cluster });
+  const state = await withSummary(controller.quick, `read the cluster record of ${cluster}`).getClusterState({ cluster });
   if (!state?.spec) throw ApplicationFailure.nonRetryable(`unknown cluster ${cluster}`, 'UnknownCluster');
   const store = state.spec.store;
-  const list = await controller.quick.listCheckpoints({ store, cluster });
+  const list = await withSummary(controller.quick, 'list the committed checkpoints').listCheckpoints({ store, cluster });
   const skipped: RecoveryResult['skipped'] = [];
   const base = { cluster, workflowId: info.workflowId, failures: input.failures, noticedAt: input.noticedAt, startedAt, hostMap: input.hostMap, placementBefore: state.placement };
 
@@ -71,7 +72,7 @@ export async function recoverCluster(raw: unknown): Promise<RecoveryResult> {
       const endedAt = Date.now();
       const placement = Object.fromEntries(restart.vms.map((v) => [v.name, v.host]));
       progress.phase('record');
-      const record = await controller.quick.recordRecovery({
+      const record = await withSummary(controller.quick, 'record the recovery').recordRecovery({
         store,
         cluster,
         workflowId: info.workflowId,
@@ -101,7 +102,7 @@ export async function recoverCluster(raw: unknown): Promise<RecoveryResult> {
 
   async function fail(reason: string): Promise<never> {
     progress.fail(reason);
-    await controller.quick
+    await withSummary(controller.quick, 'record the failed recovery')
       .recordRecovery({ store, cluster, workflowId: info.workflowId, record: { ...base, outcome: 'failed', reason, skipped, endedAt: Date.now() } })
       .catch(() => undefined);
     await note(cluster, 'failed', reason);
@@ -112,7 +113,7 @@ export async function recoverCluster(raw: unknown): Promise<RecoveryResult> {
 /** Waits (within the patience) while another operation holds the cluster, instead of failing on it. */
 async function untilFree(cluster: string, since: number): Promise<void> {
   while (Date.now() - since < BUSY_PATIENCE_MS) {
-    const lock = (await controllerActivities().quick.getClusterState({ cluster }))?.lock;
+    const lock = (await withSummary(controllerActivities().quick, 'is the cluster free?').getClusterState({ cluster }))?.lock;
     if (!lock) return;
     await sleep(1000);
   }

@@ -13,6 +13,7 @@ import { groupByHost, onEveryHostSettled } from './hosts';
 import type { ProgressTracker } from './progress';
 import { reasonOf } from './validate';
 import type { AcquireReply } from './definitions';
+import { vmList, withSummary } from './summary';
 
 export interface RetentionOutcome {
   kept: Array<{ id: string; reasons: string[] }>;
@@ -56,7 +57,7 @@ export async function retainAndCompact(cluster: string, policy: RetentionPolicy,
 async function underLock(cluster: string, policy: RetentionPolicy, lock: AcquireReply, progress: ProgressTracker): Promise<RetentionOutcome> {
   const controller = controllerActivities();
   const store = lock.spec.store;
-  const decided = await controller.quick.applyRetention({ store, cluster, policy });
+  const decided = await withSummary(controller.quick, `apply retention (keep last ${policy.keepLast}, hourly ${policy.keepHourly}, daily ${policy.keepDaily})`).applyRetention({ store, cluster, policy });
   const problems = [...decided.problems];
 
   progress.phase('merge');
@@ -65,7 +66,7 @@ async function underLock(cluster: string, policy: RetentionPolicy, lock: Acquire
   const live = onHosts.vms.flatMap((vm) => vm.disks.map((d) => d.chain));
 
   progress.phase('collect');
-  const inStore = await controller.long.compactStore({ store, cluster, keepLayers: decided.keepLayers, live });
+  const inStore = await withSummary(controller.long, 'merge disk layers nobody runs on; collect garbage').compactStore({ store, cluster, keepLayers: decided.keepLayers, live });
   const merges = [
     ...onHosts.vms.flatMap((vm) => vm.disks.flatMap((d) => d.merged.map((m) => ({ where: `${vm.name} on host ${vm.host} (block-stream)`, into: m.into, base: m.base, dropped: m.drops })))),
     ...inStore.merges.filter((m) => m.ok).map((m) => ({ where: 'store (qemu-img rebase)', into: m.into, base: m.base, dropped: m.drops })),
@@ -80,7 +81,7 @@ async function underLock(cluster: string, policy: RetentionPolicy, lock: Acquire
     longestChain: Math.max(0, ...live.map((c) => c.length)),
     problems,
   };
-  const record = await controller.quick.recordRetention({
+  const record = await withSummary(controller.quick, 'record what retention did').recordRetention({
     store,
     cluster,
     record: { cluster, at: new Date(Date.now()).toISOString(), policy, ...outcome, failedRecords: summarize(decided.failedRecords) },
@@ -92,7 +93,7 @@ async function underLock(cluster: string, policy: RetentionPolicy, lock: Acquire
 async function mergeOnHosts(cluster: string, lock: AcquireReply, keep: string[]): Promise<{ vms: Array<CompactedVm & { host: string }>; problems: string[] }> {
   if (lock.status !== 'running' && lock.status !== 'degraded') return { vms: [], problems: [] };
   const results = await onEveryHostSettled(groupByHost(lock.placement), (host, vms) =>
-    hostActivities(taskQueueOf(lock.spec, host)).transfer('1 hour').compactDisks({ cluster, store: lock.spec.store, vms, keep }),
+    withSummary(hostActivities(taskQueueOf(lock.spec, host)).transfer('1 hour'), `merge disk layers of ${vmList(vms)} on host ${host}`).compactDisks({ cluster, store: lock.spec.store, vms, keep }),
   );
   const vms: Array<CompactedVm & { host: string }> = [];
   const problems: string[] = [];

@@ -73,3 +73,13 @@ export function decide(state: WatchState, spec: ClusterSpec, reachable: Set<stri
   }
   return { action: 'recover', hostMap, deadHosts, failures: s.failures };
 }
+
+/** The watch's current details (what its Web UI page shows): phase, why, what it suspects, recent recoveries. */
+export function renderWatchDetails(state: WatchState): string {
+  const lines = [`watch of cluster **${state.cluster}** · **${state.phase}** since ${new Date(state.since).toISOString()}`, state.reason];
+  if (state.suspicion) lines.push('', `suspected since ${new Date(state.suspicion.since).toISOString()} (${state.suspicion.checks} checks):`, ...state.suspicion.failures.map((f) => `- ${describeFailure(f)}`));
+  if (state.confirmedDead.length) lines.push('', `confirmed dead by an operator: ${state.confirmedDead.join(', ')}`);
+  const recent = state.recoveries.slice(-5);
+  if (recent.length) lines.push('', 'recent recoveries:', ...recent.map((r) => `- ${new Date(r.startedAt).toISOString()} ${r.outcome} in ${Math.round((r.endedAt - r.startedAt) / 100) / 10} s: ${r.detail}`));
+  return lines.join('\n');
+}

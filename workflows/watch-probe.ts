@@ -9,6 +9,7 @@ import { taskQueueOf, type ClusterSpec } from '../common/spec';
 import { controllerActivities } from './proxies';
 import { groupByHost, onEveryHostSettled } from './hosts';
 import { reasonOf } from './validate';
+import { vmList, withSummary } from './summary';
 
 /** QMP run states of a VM that will not carry on by itself. */
 const FAILED_STATES = new Set(['internal-error', 'guest-panicked', 'shutdown', 'io-error']);
@@ -46,7 +47,9 @@ export interface ProbeReport {
 export async function probeCluster(cluster: string, spec: ClusterSpec, placement: Record<string, string>, settings: WatchSettings, hostsOnly = false): Promise<ProbeReport> {
   const byHost = groupByHost(placement);
   for (const spare of spec.spareHosts ?? []) if (!byHost.has(spare)) byHost.set(spare, []);
-  const results = await onEveryHostSettled(byHost, (host, vms) => probeActivities(spec, host, settings).inspectVms({ cluster, vms: hostsOnly ? [] : vms }));
+  const results = await onEveryHostSettled(byHost, (host, vms) =>
+    withSummary(probeActivities(spec, host, settings), hostsOnly || !vms.length ? `is host ${host} there?` : `check ${vmList(vms)} on host ${host}`).inspectVms({ cluster, vms: hostsOnly ? [] : vms }),
+  );
   const failures: Failure[] = [];
   const reachable = new Set<string>();
   for (const r of results) {
@@ -67,8 +70,8 @@ async function unreachableDetail(spec: ClusterSpec, host: string, error: unknown
   const why = reasonOf(error);
   const notPolled = /schedule.?to.?start|timed? ?out/i.test(why);
   const base = notPolled ? `no worker picked up a check on ${taskQueueOf(spec, host)} within ${settings.pickupSeconds} s` : `its worker failed the check: ${why}`;
-  const queue = await controllerActivities()
-    .quick.hostQueuePollers({ taskQueue: taskQueueOf(spec, host) })
+  const queue = await withSummary(controllerActivities().quick, `who polls ${taskQueueOf(spec, host)}?`)
+    .hostQueuePollers({ taskQueue: taskQueueOf(spec, host) })
     .catch(() => undefined);
   const last = queue?.pollers.map((p) => p.lastAccessTime).filter((t): t is string => t !== undefined).sort().at(-1);
   return last ? `${base} (last poll seen by Temporal: ${last})` : base;
@@ -76,6 +79,6 @@ async function unreachableDetail(spec: ClusterSpec, host: string, error: unknown
 
 /** Kills whatever VMs of the cluster a host still runs (a host whose VMs were moved away while it was unreachable). */
 export async function fenceHost(cluster: string, spec: ClusterSpec, host: string, settings: WatchSettings): Promise<string[]> {
-  const stopped = await probeActivities(spec, host, settings).stopVms({ cluster, vms: spec.vms.map((vm) => vm.name), mode: 'kill' });
+  const stopped = await withSummary(probeActivities(spec, host, settings), `fence host ${host}: kill what ${cluster} still runs there`).stopVms({ cluster, vms: spec.vms.map((vm) => vm.name), mode: 'kill' });
   return stopped.filter((s) => s.wasRunning).map((s) => s.name);
 }

@@ -12,6 +12,7 @@ import {
   continueAsNew,
   executeChild,
   log,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -22,10 +23,11 @@ import type { ClusterState } from './definitions';
 import type { ClusterSpec } from '../common/spec';
 import { controllerActivities } from './proxies';
 import { reasonOf, validateInput } from './validate';
-import { decide, describeFailure } from './watch-decide';
+import { decide, describeFailure, renderWatchDetails } from './watch-decide';
 import { fenceHost, probeCluster } from './watch-probe';
 import { configureWatchSignal, operatorRecoverUpdate, stopWatchSignal, watchStateQuery, type WatchPhase, type WatchState } from './watch-definitions';
 import type { RecoveryResult } from './recover';
+import { withSummary } from './summary';
 
 const RECOVERIES_KEPT = 20;
 /** While something looks wrong, look again this soon. */
@@ -102,6 +104,7 @@ class Watch {
   }
 
   private publish(): void {
+    setCurrentDetails(renderWatchDetails(this.state));
     upsertSearchAttributes([
       { key: VCCR_CLUSTER, value: this.cluster },
       { key: VCCR_OPERATION, value: 'watch' },
@@ -115,6 +118,7 @@ class Watch {
     this.state.phase = phase;
     this.state.reason = reason;
     if (changed) this.publish();
+    else setCurrentDetails(renderWatchDetails(this.state)); // details are not history: cheap to refresh
     if (phase === 'needs-operator' && (changed || Date.now() - this.remindedAt >= REMIND_EVERY_MS)) {
       this.remindedAt = Date.now();
       log.error('cluster needs an operator', { cluster: this.cluster, reason });
@@ -124,7 +128,7 @@ class Watch {
   private async checkOnce(): Promise<void> {
     const { state, cluster } = this;
     const now = Date.now();
-    const record = await controllerActivities().quick.getClusterState({ cluster });
+    const record = await withSummary(controllerActivities().quick, `read the cluster record of ${cluster}`).getClusterState({ cluster });
     state.lastCheckAt = now;
     if (!record?.spec) {
       state.suspicion = undefined;
