@@ -49,8 +49,15 @@ export interface OperatorRecoverRequest {
   deadHosts: string[];
 }
 
-export const watchStateQuery = defineQuery<WatchState>('watchState');
+/** The `watchState` query's answer (documented in docs/queries.md). */
+export interface WatchStateView extends WatchState {
+  format: 'vccr-watch-state';
+  /** Bumped only when a field is removed or changes meaning; new fields may appear in any version. */
+  version: 1;
+}
+
+export const watchStateQuery = defineQuery<WatchStateView>('watchState');
 export const stopWatchSignal = defineSignal('stopWatch');
 export const configureWatchSignal = defineSignal<[WatchSettings]>('configureWatch');
 /** An operator's go-ahead: confirms dead hosts, resets the recovery limit, checks at once. */
-export const operatorRecoverUpdate = defineUpdate<WatchState, [OperatorRecoverRequest]>('operatorRecover');
+export const operatorRecoverUpdate = defineUpdate<WatchStateView, [OperatorRecoverRequest]>('operatorRecover');

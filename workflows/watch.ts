@@ -64,7 +64,7 @@ class Watch {
       ...carried,
       settings,
     };
-    setHandler(watchStateQuery, () => this.state);
+    setHandler(watchStateQuery, () => ({ format: 'vccr-watch-state', version: 1, ...this.state }));
     setHandler(stopWatchSignal, () => {
       this.stopping = true;
     });
@@ -77,7 +77,7 @@ class Watch {
       this.state.countFrom = Date.now(); // the operator has looked: the per-hour limit starts afresh
       log.warn('operator asked for recovery', { cluster, deadHosts: req.deadHosts });
       this.wake = true;
-      return this.state;
+      return { format: 'vccr-watch-state', version: 1, ...this.state };
     });
     this.publish();
   }
