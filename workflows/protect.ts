@@ -38,7 +38,7 @@ export async function protectCluster(raw: unknown): Promise<ProtectRunResult> {
   }
 
   progress.phase('check');
-  const busy = await watchIsBusy(cluster);
+  const busy = (await notRunning(cluster)) ?? (await watchIsBusy(cluster));
   if (busy) {
     log.info('scheduled run skipped', { cluster, busy });
     progress.phase('done');
@@ -57,6 +57,13 @@ export async function protectCluster(raw: unknown): Promise<ProtectRunResult> {
     throw ApplicationFailure.create({ message: `scheduled checkpoint of ${cluster} failed: ${checkpoint.failed}`, type: 'CheckpointFailed', nonRetryable: true, details: [result] });
   }
   return result;
+}
+
+/** Why not to run now, if the cluster is not running (a planned `vccr down`: nothing changes until it is back). */
+async function notRunning(cluster: string): Promise<string | undefined> {
+  const state = await withSummary(controllerActivities().quick, `read the cluster record of ${cluster}`).getClusterState({ cluster });
+  if (!state?.spec) return `unknown cluster ${cluster}`;
+  return state.status === 'running' || state.status === 'degraded' ? undefined : `the cluster is ${state.status}`;
 }
 
 /**
