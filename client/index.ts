@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { parseOrThrow, InvalidInputError } from '../common/errors';
 import { checkpointIdSchema, defaultCheckpointId, nameSchema } from '../common/names';
 import { clusterSpecSchema, type ClusterSpecInput } from '../common/spec';
-import { temporalSettings, tlsOption, type TemporalFlags, type TemporalSettings } from '../common/temporal-config';
+import { howToPointAtTemporal, temporalSettings, tlsOption, type TemporalFlags, type TemporalSettings } from '../common/temporal-config';
 import type { CheckpointResult } from '../workflows/checkpoint';
 import type { RestartResult } from '../workflows/restart';
 import type { LaunchResult } from '../workflows/launch';
@@ -25,6 +25,12 @@ export { EXIT, VccrError } from './errors';
 
 export const WORKFLOW_TASK_TIMEOUT = '3 seconds';
 export type { CheckpointResult, RestartResult, LaunchResult, ShutdownResult, InspectResult, OperationProgress, ClusterState, Manifest };
+
+/** A checked Temporal address, namespace and TLS material: see VccrClient.target. */
+export interface ConnectTarget {
+  settings: TemporalSettings;
+  tls: ReturnType<typeof tlsOption>;
+}
 
 export interface WatchOptions {
   /** Called with the operation's progress every `pollMs` while it runs. */
@@ -48,18 +54,34 @@ export class VccrClient {
   ) {}
 
   static async connect(flags: TemporalFlags = {}): Promise<VccrClient> {
-    let settings: TemporalSettings;
+    return VccrClient.open(VccrClient.target(flags));
+  }
+
+  /**
+   * Where to connect, checked without connecting: the address and namespace are well-formed and the TLS
+   * files readable. Bad settings are bad input (exit code 2), not an unreachable server.
+   */
+  static target(flags: TemporalFlags = {}): ConnectTarget {
     try {
-      settings = temporalSettings(flags);
+      const settings = temporalSettings(flags);
+      return { settings, tls: tlsOption(settings) };
     } catch (err) {
       throw new VccrError((err as Error).message, 'InvalidInput', EXIT.usage);
     }
-    const tls = tlsOption(settings);
+  }
+
+  static async open(target: ConnectTarget): Promise<VccrClient> {
+    const { settings, tls } = target;
     try {
       const connection = await Connection.connect({ address: settings.address, connectTimeout: 5000, ...(tls ? { tls } : {}) });
       return new VccrClient(new Client({ connection, namespace: settings.namespace }), settings);
     } catch (err) {
-      throw new VccrError(`cannot reach Temporal at ${settings.address}: ${(err as Error).message}`, 'Unreachable', EXIT.unreachable);
+      const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+      throw new VccrError(
+        `cannot reach Temporal at ${settings.address} (${(err as Error).message}${cause})\n  ${howToPointAtTemporal('vccr')}`,
+        'Unreachable',
+        EXIT.unreachable,
+      );
     }
   }
 

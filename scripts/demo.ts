@@ -6,9 +6,8 @@ import { createInterface } from 'node:readline';
 import { TestBed, ringSpec } from '../harness/testbed';
 import { freePort } from '../harness/ports';
 import { readConsole, ringErrors, ringTokens, waitForConsole } from '../harness/console';
-import { describeCheckpoint, describeRestart } from '../client/cli';
-import { ProgressPrinter, table } from '../client/render';
-import { tokensAtCheckpoint, sinceLastRestore } from '../test/helpers/ring-check';
+import { describeCheckpoint, describeRestart, ProgressPrinter, table } from '../client/render';
+import { tokensAtCheckpoint, sinceLastRestore } from '../harness/ring';
 import type { CheckpointResult, RestartResult } from '../client';
 
 const CLUSTER = 'demo';

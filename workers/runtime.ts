@@ -4,7 +4,7 @@ import { NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { Connection, Client } from '@temporalio/client';
 import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
 import { rootLogger, type Logger } from '../common/logger';
-import { tlsOption, type TemporalSettings } from '../common/temporal-config';
+import { howToPointAtTemporal, tlsOption, type TemporalSettings } from '../common/temporal-config';
 
 class PinoSdkLogger implements SdkLogger {
   constructor(private readonly pino: Logger) {}
@@ -26,15 +26,28 @@ export function installSdkLogging(component: string): void {
   });
 }
 
-export async function connectWorker(settings: TemporalSettings): Promise<NativeConnection> {
+export async function connectWorker(settings: TemporalSettings, program: string): Promise<NativeConnection> {
   const tls = tlsOption(settings);
-  return NativeConnection.connect({ address: settings.address, ...(tls ? { tls } : {}) });
+  try {
+    return await NativeConnection.connect({ address: settings.address, ...(tls ? { tls } : {}) });
+  } catch (err) {
+    throw unreachable(settings, program, err);
+  }
 }
 
-export async function connectClient(settings: TemporalSettings): Promise<Client> {
+export async function connectClient(settings: TemporalSettings, program: string): Promise<Client> {
   const tls = tlsOption(settings);
-  const connection = await Connection.connect({ address: settings.address, ...(tls ? { tls } : {}) });
-  return new Client({ connection, namespace: settings.namespace });
+  try {
+    const connection = await Connection.connect({ address: settings.address, connectTimeout: 10_000, ...(tls ? { tls } : {}) });
+    return new Client({ connection, namespace: settings.namespace });
+  } catch (err) {
+    throw unreachable(settings, program, err);
+  }
+}
+
+function unreachable(settings: TemporalSettings, program: string, err: unknown): Error {
+  const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+  return new Error(`cannot reach Temporal at ${settings.address} (${err instanceof Error ? err.message : String(err)}${cause})\n  ${howToPointAtTemporal(program)}`);
 }
 
 /**
