@@ -5,39 +5,32 @@
 //   const ckpt = await vccr.checkpoint('demo', { onProgress: (p) => console.log(p.phase) });
 //   await vccr.restart('demo', { checkpointId: ckpt.checkpointId });
 //   await vccr.close();
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
 import { parseOrThrow, InvalidInputError } from '../common/errors';
 import { checkpointIdSchema, defaultCheckpointId, nameSchema } from '../common/names';
-import { clusterSpecSchema, type ClusterSpecInput } from '../common/spec';
+import { checkpointWorkflowId, clusterOfRecord, clusterWorkflowId, operationWorkflowId } from '../common/ids';
+import { clusterSpecSchema, type ClusterSpec } from '../common/spec';
+import { checkpointText, inspectText, launchText, restartText, shutdownText, storeText, type ClusterView } from '../common/operation-summary';
 import { howToPointAtTemporal, temporalSettings, tlsOption, type TemporalFlags, type TemporalSettings } from '../common/temporal-config';
 import type { CheckpointResult } from '../workflows/checkpoint';
 import type { RestartResult } from '../workflows/restart';
 import type { LaunchResult } from '../workflows/launch';
 import type { ShutdownResult } from '../workflows/shutdown';
 import type { InspectResult } from '../workflows/inspect';
-import type { ListCheckpointsReply, VerifyReport, DeleteReport, GarbageReport } from '../activities/controller/types';
-import type { Manifest, ResumeRecord } from '../common/manifest';
-import { clusterStateQuery, clusterWorkflowId, progressQuery, type ClusterState, type OperationProgress } from '../workflows/definitions';
-import { EXIT, VccrError, toVccrError } from './errors';
+import type { Manifest } from '../common/manifest';
+import { clusterStateQuery, type ClusterState, type OperationProgress } from '../workflows/definitions';
+import { EXIT, VccrError } from './errors';
+import { Operations, type Started, type WatchOptions } from './operations';
 
 export { EXIT, VccrError } from './errors';
-
-export const WORKFLOW_TASK_TIMEOUT = '3 seconds';
+export { WORKFLOW_TASK_TIMEOUT, type WatchOptions } from './operations';
 export type { CheckpointResult, RestartResult, LaunchResult, ShutdownResult, InspectResult, OperationProgress, ClusterState, Manifest };
 
 /** A checked Temporal address, namespace and TLS material: see VccrClient.target. */
 export interface ConnectTarget {
   settings: TemporalSettings;
   tls: ReturnType<typeof tlsOption>;
-}
-
-export interface WatchOptions {
-  /** Called with the operation's progress every `pollMs` while it runs. */
-  onProgress?: (progress: OperationProgress) => void;
-  pollMs?: number;
-  /** Return once started instead of waiting for the result. */
-  noWait?: boolean;
 }
 
 export interface RestartOptions extends WatchOptions {
@@ -48,10 +41,14 @@ export interface RestartOptions extends WatchOptions {
 }
 
 export class VccrClient {
+  private readonly operations: Operations;
+
   private constructor(
     readonly client: Client,
     readonly settings: TemporalSettings,
-  ) {}
+  ) {
+    this.operations = new Operations(client, settings.controllerTaskQueue);
+  }
 
   static async connect(flags: TemporalFlags = {}): Promise<VccrClient> {
     return VccrClient.open(VccrClient.target(flags));
@@ -90,24 +87,30 @@ export class VccrClient {
   }
 
   /** Launches a cluster from its spec (validated here first). */
-  async up(specInput: unknown, watch: WatchOptions = {}): Promise<LaunchResult | { workflowId: string }> {
+  async up(specInput: unknown, watch: WatchOptions = {}): Promise<LaunchResult | Started> {
     const spec = this.validate(() => parseOrThrow(clusterSpecSchema, specInput, 'cluster spec'));
-    await this.refuseIfBusy(spec.cluster, { mustExist: false });
-    return this.run('launchCluster', `vccr-${spec.cluster}-launch-${stamp()}`, [{ spec: specInput as ClusterSpecInput }], watch);
+    refuseLocked(await this.clusterState(spec.cluster));
+    const text = launchText(viewOfSpec(spec), Object.fromEntries(spec.vms.map((v) => [v.name, v])));
+    const handle = await this.operations.start('launchCluster', operationWorkflowId(spec.cluster, 'launch', stamp()), [{ spec }], text);
+    return this.operations.follow(handle, watch);
   }
 
-  async checkpoint(cluster: string, options: WatchOptions & { checkpointId?: string } = {}): Promise<CheckpointResult | { workflowId: string; checkpointId: string }> {
+  async checkpoint(cluster: string, options: WatchOptions & { checkpointId?: string } = {}): Promise<CheckpointResult | (Started & { checkpointId: string })> {
     this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
     if (options.checkpointId !== undefined) this.validate(() => parseOrThrow(checkpointIdSchema, options.checkpointId, 'checkpoint id'));
     const checkpointId = options.checkpointId ?? defaultCheckpointId(Date.now(), randomBytes(8).toString('hex'));
-    await this.refuseIfBusy(cluster);
-    const result = await this.run<CheckpointResult>('checkpointCluster', `vccr-${cluster}-checkpoint-${checkpointId}`, [{ cluster, checkpointId }], options);
+    const state = await this.refuseIfBusy(cluster);
+    const text = checkpointText(viewOf(state), checkpointId, 'stop');
+    const handle = await this.operations.start('checkpointCluster', checkpointWorkflowId(cluster, checkpointId), [{ cluster, checkpointId }], text);
+    const result = await this.operations.follow(handle, options);
     return 'workflowId' in result ? { ...result, checkpointId } : result;
   }
 
-  async restart(cluster: string, options: RestartOptions = {}): Promise<RestartResult | { workflowId: string }> {
+  async restart(cluster: string, options: RestartOptions = {}): Promise<RestartResult | Started> {
     this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
-    await this.refuseIfBusy(cluster, { mustExist: options.store === undefined });
+    // With a store, a cluster whose record is gone is rebuilt from the checkpoint's manifest.
+    const state = options.store === undefined ? await this.refuseIfBusy(cluster) : await this.clusterState(cluster);
+    refuseLocked(state);
     const input = {
       cluster,
       ...(options.checkpointId ? { checkpointId: options.checkpointId } : {}),
@@ -115,19 +118,29 @@ export class VccrClient {
       ...(options.force ? { force: true } : {}),
       ...(options.store ? { store: options.store } : {}),
     };
-    return this.run('restartCluster', `vccr-${cluster}-restart-${options.checkpointId ?? 'latest'}-${stamp()}`, [input], options);
+    const text = restartText(state?.spec ? viewOf({ ...state, spec: state.spec }) : undefined, cluster, {
+      hostMap: options.hostMap ?? {},
+      force: options.force === true,
+      ...(options.checkpointId ? { checkpointId: options.checkpointId } : {}),
+      ...(options.store ? { store: options.store } : {}),
+    });
+    const workflowId = operationWorkflowId(cluster, 'restart', options.checkpointId ?? 'latest', stamp());
+    return this.operations.follow(await this.operations.start('restartCluster', workflowId, [input], text), options);
   }
 
-  async down(cluster: string, options: WatchOptions & { kill?: boolean } = {}): Promise<ShutdownResult | { workflowId: string }> {
+  async down(cluster: string, options: WatchOptions & { kill?: boolean } = {}): Promise<ShutdownResult | Started> {
     this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
-    await this.refuseIfBusy(cluster);
-    return this.run('shutdownCluster', `vccr-${cluster}-down-${stamp()}`, [{ cluster, mode: options.kill ? 'kill' : 'quit' }], options);
+    const state = await this.refuseIfBusy(cluster);
+    const mode = options.kill ? 'kill' : 'quit';
+    const handle = await this.operations.start('shutdownCluster', operationWorkflowId(cluster, 'down', stamp()), [{ cluster, mode }], shutdownText(viewOf(state), mode));
+    return this.operations.follow(handle, options);
   }
 
   /** The cluster record plus every VM's live state, asked of its host. */
   async status(cluster: string): Promise<InspectResult> {
     this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
-    return this.run<InspectResult>('inspectCluster', `vccr-${cluster}-status-${stamp()}`, [{ cluster }], {}) as Promise<InspectResult>;
+    const state = await this.requireRecord(cluster, '(launch it with `vccr up`)');
+    return this.operations.execute('inspectCluster', operationWorkflowId(cluster, 'status', stamp()), [{ cluster }], inspectText(viewOf(state)));
   }
 
   /** The cluster record only (no host is asked); undefined for an unknown cluster. */
@@ -135,9 +148,8 @@ export class VccrClient {
     try {
       return await this.client.workflow.getHandle(clusterWorkflowId(cluster)).query(clusterStateQuery);
     } catch (err) {
-      const e = toVccrError(err);
-      if (e.exitCode === EXIT.notFound) return undefined;
-      throw e;
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
     }
   }
 
@@ -145,54 +157,59 @@ export class VccrClient {
   async clusters(): Promise<string[]> {
     const names: string[] = [];
     for await (const wf of this.client.workflow.list({ query: `WorkflowType = 'clusterRecord' AND ExecutionStatus = 'Running'` })) {
-      names.push(wf.workflowId.replace(/^vccr-cluster-/, ''));
+      const name = clusterOfRecord(wf.workflowId);
+      if (name) names.push(name);
     }
     return names.sort();
   }
 
   readonly checkpoints = {
-    list: async (cluster: string, store?: string) =>
-      (await this.known(cluster, store)) &&
-      this.run<ListCheckpointsReply>('listCheckpoints', `vccr-${cluster}-list-${stamp()}`, [{ cluster, ...(store ? { store } : {}) }], {}) as Promise<ListCheckpointsReply>,
-    show: async (cluster: string, checkpointId: string, store?: string) =>
-      (await this.known(cluster, store)) &&
-      this.run<{ manifest: Manifest; resume?: ResumeRecord }>('showCheckpoint', `vccr-${cluster}-show-${stamp()}`, [{ cluster, checkpointId, ...(store ? { store } : {}) }], {}) as Promise<{ manifest: Manifest; resume?: ResumeRecord }>,
-    verify: async (cluster: string, checkpointId: string, store?: string) =>
-      (await this.known(cluster, store)) &&
-      this.run<VerifyReport>('verifyCheckpoint', `vccr-${cluster}-verify-${checkpointId}-${stamp()}`, [{ cluster, checkpointId, ...(store ? { store } : {}) }], {}) as Promise<VerifyReport>,
+    list: async (cluster: string, store?: string) => {
+      await this.known(cluster, store);
+      const input = { cluster, ...(store ? { store } : {}) };
+      return this.operations.execute('listCheckpoints', operationWorkflowId(cluster, 'list', stamp()), [input], storeText('list', cluster, store));
+    },
+    show: async (cluster: string, checkpointId: string, store?: string) => {
+      await this.known(cluster, store);
+      const input = { cluster, checkpointId, ...(store ? { store } : {}) };
+      return this.operations.execute('showCheckpoint', operationWorkflowId(cluster, 'show', stamp()), [input], storeText('show', cluster, store, checkpointId));
+    },
+    verify: async (cluster: string, checkpointId: string, store?: string) => {
+      await this.known(cluster, store);
+      const input = { cluster, checkpointId, ...(store ? { store } : {}) };
+      const workflowId = operationWorkflowId(cluster, 'verify', checkpointId, stamp());
+      return this.operations.execute('verifyCheckpoint', workflowId, [input], storeText('verify', cluster, store, checkpointId));
+    },
     delete: async (cluster: string, checkpointId: string, store?: string) => {
       this.validate(() => parseOrThrow(checkpointIdSchema, checkpointId, 'checkpoint id'));
       await this.refuseIfBusy(cluster);
-      return this.run<DeleteReport & GarbageReport>('deleteCheckpoint', `vccr-${cluster}-delete-${checkpointId}-${stamp()}`, [{ cluster, checkpointId, ...(store ? { store } : {}) }], {}) as Promise<DeleteReport & GarbageReport>;
+      const input = { cluster, checkpointId, ...(store ? { store } : {}) };
+      const workflowId = operationWorkflowId(cluster, 'delete', checkpointId, stamp());
+      return this.operations.execute('deleteCheckpoint', workflowId, [input], storeText('delete', cluster, store, checkpointId));
     },
   };
 
   /**
-   * Fast refusals without starting a workflow: an unknown cluster (unless it may be rebuilt from the store)
-   * or a busy one. The workflows check again; their lock is what guarantees one operation at a time.
+   * Fast refusals without starting a workflow: an unknown or a busy cluster. The workflows check again;
+   * their lock is what guarantees one operation at a time.
    */
-  private async refuseIfBusy(cluster: string, options: { mustExist?: boolean } = { mustExist: true }): Promise<void> {
+  private async refuseIfBusy(cluster: string): Promise<RecordedCluster> {
+    const state = await this.requireRecord(cluster, '(launch it with `vccr up`)');
+    refuseLocked(state);
+    return state;
+  }
+
+  /** The cluster record with its spec, or an UnknownCluster refusal. */
+  private async requireRecord(cluster: string, hint: string): Promise<RecordedCluster> {
     const state = await this.clusterState(cluster);
-    if (!state?.spec && options.mustExist) {
-      throw new VccrError(`unknown cluster ${cluster}: no cluster record in namespace ${this.settings.namespace} (launch it with \`vccr up\`)`, 'UnknownCluster', EXIT.notFound);
-    }
-    const lock = state?.lock;
-    if (lock) {
-      throw new VccrError(
-        `cluster ${cluster} is busy: ${lock.operation}${lock.checkpointId ? ` ${lock.checkpointId}` : ''} (workflow ${lock.workflowId}) has been running since ${new Date(lock.since).toISOString()}`,
-        'ClusterBusy',
-        EXIT.busy,
-      );
-    }
+    if (!state?.spec) throw new VccrError(`unknown cluster ${cluster}: no cluster record in namespace ${this.settings.namespace} ${hint}`, 'UnknownCluster', EXIT.notFound);
+    return { ...state, spec: state.spec };
   }
 
   /** Validates the names and, without a store path, requires the cluster record to exist. */
-  private async known(cluster: string, store?: string): Promise<true> {
+  private async known(cluster: string, store?: string): Promise<void> {
     this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
-    if (store === undefined && !(await this.clusterState(cluster))?.spec) {
-      throw new VccrError(`unknown cluster ${cluster}: no cluster record in namespace ${this.settings.namespace} (give --store to read its checkpoints anyway)`, 'UnknownCluster', EXIT.notFound);
-    }
-    return true;
+    if (store === undefined) await this.requireRecord(cluster, '(give --store to read its checkpoints anyway)');
   }
 
   private validate<T>(check: () => T): T {
@@ -203,59 +220,26 @@ export class VccrClient {
       throw err;
     }
   }
+}
 
-  private async run<R>(workflowType: string, workflowId: string, args: unknown[], watch: WatchOptions): Promise<R | { workflowId: string }> {
-    let handle: WorkflowHandle;
-    try {
-      handle = await this.client.workflow.start(workflowType, {
-        taskQueue: this.settings.controllerTaskQueue,
-        workflowId,
-        args,
-        // Operation ids name the cluster and checkpoint: never run one twice.
-        workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        // A workflow task lost with a crashed controller is retried after this (Temporal's default is 10 s).
-        workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
-      });
-    } catch (err) {
-      if (err instanceof WorkflowExecutionAlreadyStartedError) {
-        throw new VccrError(`an operation with id ${workflowId} already exists`, 'AlreadyStarted', EXIT.busy);
-      }
-      throw toVccrError(err);
-    }
-    if (watch.noWait) return { workflowId };
-    let timer: NodeJS.Timeout | undefined;
-    let watching = true;
-    if (watch.onProgress) {
-      const onProgress = watch.onProgress;
-      const poll = async () => {
-        try {
-          const progress = await handle.query(progressQuery);
-          if (watching) onProgress(progress);
-        } catch {
-          // The workflow may not have started its first task yet, or just finished.
-        }
-        if (watching) timer = setTimeout(() => void poll(), watch.pollMs ?? 250);
-      };
-      timer = setTimeout(() => void poll(), 100);
-    }
-    try {
-      const result = (await handle.result()) as R;
-      watching = false;
-      if (watch.onProgress) {
-        try {
-          watch.onProgress(await handle.query(progressQuery));
-        } catch {
-          // Closed workflows answer queries too, but not if the worker is gone; progress is advisory.
-        }
-      }
-      return result;
-    } catch (err) {
-      throw toVccrError(err);
-    } finally {
-      watching = false;
-      if (timer) clearTimeout(timer);
-    }
-  }
+type RecordedCluster = ClusterState & { spec: ClusterSpec };
+
+function refuseLocked(state: ClusterState | undefined): void {
+  const lock = state?.lock;
+  if (!state || !lock) return;
+  throw new VccrError(
+    `cluster ${state.cluster} is busy: ${lock.operation}${lock.checkpointId ? ` ${lock.checkpointId}` : ''} (workflow ${lock.workflowId}) has been running since ${new Date(lock.since).toISOString()}`,
+    'ClusterBusy',
+    EXIT.busy,
+  );
+}
+
+function viewOf(state: RecordedCluster): ClusterView {
+  return { cluster: state.cluster, store: state.spec.store, placement: state.placement };
+}
+
+function viewOfSpec(spec: ClusterSpec): ClusterView {
+  return { cluster: spec.cluster, store: spec.store, placement: Object.fromEntries(spec.vms.map((v) => [v.name, v.host])) };
 }
 
 function stamp(): string {

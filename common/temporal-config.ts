@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { OptionDocs } from './help';
+import { DEFAULT_CONTROLLER_TASK_QUEUE } from './ids';
 
 export interface TemporalSettings {
   address: string;
@@ -51,7 +52,7 @@ export function temporalSettings(flags: TemporalFlags = {}, env: NodeJS.ProcessE
   return {
     address: address.data,
     namespace: namespace.data,
-    controllerTaskQueue: pick(flags.taskQueue, TEMPORAL_ENV.taskQueue) ?? 'vccr-controller',
+    controllerTaskQueue: pick(flags.taskQueue, TEMPORAL_ENV.taskQueue) ?? DEFAULT_CONTROLLER_TASK_QUEUE,
     ...(useTls
       ? {
           tls: {

@@ -7,6 +7,7 @@
 import { Worker } from '@temporalio/worker';
 import { childLogger } from '../common/logger';
 import { absolutePathSchema, nameSchema, taskQueueSchema } from '../common/names';
+import { hostTaskQueue } from '../common/ids';
 import { TEMPORAL_OPTION_DOCS, temporalFlags, temporalSettings } from '../common/temporal-config';
 import { createHostActivities } from '../activities/host';
 import { HostRuntime } from '../activities/host/runtime';
@@ -49,7 +50,7 @@ function hostConfig(values: WorkerArgs): HostConfig {
   if (hostArg === undefined) throw new UsageError('--host ID (or env VCCR_HOST) is required');
   const host = nameSchema.safeParse(hostArg);
   if (!host.success) throw new UsageError(`--host ${host.error.issues[0]?.message ?? 'is invalid'}`);
-  const taskQueue = taskQueueSchema.safeParse(typeof values['task-queue'] === 'string' ? values['task-queue'] : `vccr-host-${host.data}`);
+  const taskQueue = taskQueueSchema.safeParse(typeof values['task-queue'] === 'string' ? values['task-queue'] : hostTaskQueue(host.data));
   if (!taskQueue.success) throw new UsageError(`--task-queue ${taskQueue.error.issues[0]?.message ?? 'invalid'}`);
   const stateDir = absolutePathSchema.safeParse(str('state-dir', 'VCCR_STATE_DIR') ?? `/var/lib/vccr/hosts/${host.data}`);
   if (!stateDir.success) throw new UsageError(`--state-dir (or VCCR_STATE_DIR) ${stateDir.error.issues[0]?.message ?? 'invalid'}`);

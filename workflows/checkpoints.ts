@@ -1,14 +1,10 @@
 // The checkpoint store as workflows: list, show and verify (read-only) and delete (under the cluster lock,
 // so it can never race a restart reading the same checkpoint).
 import { ApplicationFailure } from '@temporalio/workflow';
-import { z } from 'zod';
-import { absolutePathSchema, checkpointIdSchema, nameSchema } from '../common/names';
+import { checkpointRefInputSchema as oneInput, storeInputSchema as storeInput, type CheckpointRefInput, type StoreInput } from '../common/workflow-inputs';
 import { controllerActivities } from './proxies';
 import { acquireCluster, releaseCluster } from './lock';
 import { reasonOf, validateInput } from './validate';
-
-const storeInput = z.object({ cluster: nameSchema, store: absolutePathSchema.optional() }).strict();
-const oneInput = storeInput.extend({ checkpointId: checkpointIdSchema }).strict();
 
 async function storeOf(cluster: string, store: string | undefined): Promise<string> {
   if (store) return store;
@@ -19,25 +15,25 @@ async function storeOf(cluster: string, store: string | undefined): Promise<stri
   return state.spec.store;
 }
 
-export async function listCheckpoints(raw: unknown) {
+export async function listCheckpoints(raw: StoreInput) {
   const input = validateInput(storeInput, raw, 'listCheckpoints');
   const store = await storeOf(input.cluster, input.store);
   return controllerActivities().quick.listCheckpoints({ store, cluster: input.cluster });
 }
 
-export async function showCheckpoint(raw: unknown) {
+export async function showCheckpoint(raw: CheckpointRefInput) {
   const input = validateInput(oneInput, raw, 'showCheckpoint');
   const store = await storeOf(input.cluster, input.store);
   return controllerActivities().quick.showCheckpoint({ store, cluster: input.cluster, checkpointId: input.checkpointId });
 }
 
-export async function verifyCheckpoint(raw: unknown) {
+export async function verifyCheckpoint(raw: CheckpointRefInput) {
   const input = validateInput(oneInput, raw, 'verifyCheckpoint');
   const store = await storeOf(input.cluster, input.store);
   return controllerActivities().long.verifyCheckpoint({ store, cluster: input.cluster, checkpointId: input.checkpointId });
 }
 
-export async function deleteCheckpoint(raw: unknown) {
+export async function deleteCheckpoint(raw: CheckpointRefInput) {
   const input = validateInput(oneInput, raw, 'deleteCheckpoint');
   const lock = await acquireCluster(input.cluster, 'delete', { checkpointId: input.checkpointId });
   const store = input.store ?? lock.spec.store;

@@ -68,10 +68,6 @@ export const acquireUpdate = defineUpdate<AcquireReply, [AcquireRequest]>('acqui
 export const releaseSignal = defineSignal<[ReleaseRequest]>('release');
 export const clusterStateQuery = defineQuery<ClusterState>('state');
 
-export function clusterWorkflowId(cluster: string): string {
-  return `vccr-cluster-${cluster}`;
-}
-
 // ---- operations (launch, checkpoint, restart, shutdown) ----------------------------------------------
 
 export type VmPhaseState =
