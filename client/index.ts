@@ -8,10 +8,11 @@
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
 import { parseOrThrow, InvalidInputError } from '../common/errors';
-import { checkpointIdSchema, defaultCheckpointId, nameSchema } from '../common/names';
-import { checkpointWorkflowId, clusterOfRecord, clusterWorkflowId, operationWorkflowId } from '../common/ids';
+import { absolutePathSchema, checkpointIdSchema, defaultCheckpointId, nameSchema } from '../common/names';
+import { checkpointWorkflowId, clusterOfRecord, clusterWorkflowId, doctorWorkflowId, operationWorkflowId } from '../common/ids';
+import { reportOk, type DoctorReport } from '../common/doctor';
 import { clusterSpecSchema, type ClusterSpec } from '../common/spec';
-import { checkpointText, inspectText, launchText, restartText, shutdownText, storeText, type ClusterView } from '../common/operation-summary';
+import { checkpointText, doctorText, inspectText, launchText, restartText, shutdownText, storeText, type ClusterView } from '../common/operation-summary';
 import { howToPointAtTemporal, temporalSettings, tlsOption, type TemporalFlags, type TemporalSettings } from '../common/temporal-config';
 import type { CheckpointResult } from '../workflows/checkpoint';
 import type { RestartResult } from '../workflows/restart';
@@ -20,8 +21,9 @@ import type { ShutdownResult } from '../workflows/shutdown';
 import type { InspectResult } from '../workflows/inspect';
 import type { Manifest } from '../common/manifest';
 import { clusterStateQuery, type ClusterState, type OperationProgress } from '../workflows/definitions';
-import { EXIT, VccrError } from './errors';
+import { EXIT, VccrError, toVccrError } from './errors';
 import { Operations, type Started, type WatchOptions } from './operations';
+import { DOCTOR_PICKUP_MS, controllerSilence, explainSilentHosts, temporalChecks, withCheck } from './doctor';
 
 export { EXIT, VccrError } from './errors';
 export { WORKFLOW_TASK_TIMEOUT, type WatchOptions } from './operations';
@@ -141,6 +143,28 @@ export class VccrClient {
     this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
     const state = await this.requireRecord(cluster, '(launch it with `vccr up`)');
     return this.operations.execute('inspectCluster', operationWorkflowId(cluster, 'status', stamp()), [{ cluster }], inspectText(viewOf(state)));
+  }
+
+  /**
+   * Preflight of a spec (every host it names) or of hosts by id: see client/doctor.ts and workflows/doctor.ts.
+   * Never throws for what it finds; the report says, per host, what fails and how to fix it.
+   */
+  async doctor(options: { spec?: unknown; hosts?: string[]; store?: string } = {}): Promise<DoctorReport> {
+    const spec = options.spec === undefined ? undefined : this.validate(() => parseOrThrow(clusterSpecSchema, options.spec, 'cluster spec'));
+    const hosts = (options.hosts ?? []).map((h) => this.validate(() => parseOrThrow(nameSchema, h, 'host name')));
+    const store = options.store === undefined ? undefined : this.validate(() => parseOrThrow(absolutePathSchema, options.store, 'store'));
+    const temporal = await temporalChecks(this.client, this.settings);
+    if (!temporal.controllerPolling) return { ...(spec ? { cluster: spec.cluster } : {}), participants: [temporal.report], ok: false };
+    const allHosts = [...new Set([...Object.keys(spec?.hosts ?? {}), ...hosts])].sort();
+    const text = doctorText(spec ? viewOfSpec(spec) : undefined, allHosts, spec?.store ?? store);
+    const input = { ...(spec ? { spec } : {}), hosts, ...(store ? { store } : {}) };
+    const handle = await this.operations.start('doctorCluster', doctorWorkflowId(spec?.cluster, stamp()), [input], text);
+    // Temporal lists a controller that died a minute ago as a poller still: see whether one takes the task.
+    const silence = await controllerSilence(handle, DOCTOR_PICKUP_MS);
+    if (silence) return { ...(spec ? { cluster: spec.cluster } : {}), participants: [withCheck(temporal.report, silence)], ok: false };
+    const found = await handle.result().catch((err: unknown) => Promise.reject(toVccrError(err)));
+    const participants = [temporal.report, ...found.participants];
+    return explainSilentHosts(this.client, this.settings, { ...found, participants, ok: reportOk(participants) });
   }
 
   /** The cluster record only (no host is asked); undefined for an unknown cluster. */

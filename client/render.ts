@@ -8,6 +8,7 @@ import type { LaunchResult } from '../workflows/launch';
 import type { InspectResult } from '../workflows/inspect';
 import type { DeleteReport, GarbageReport, ListCheckpointsReply, VerifyReport } from '../activities/controller/types';
 import type { Manifest, ResumeRecord } from '../common/manifest';
+import type { DoctorReport, ParticipantReport } from '../common/doctor';
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -122,6 +123,23 @@ export function describeVerify(r: VerifyReport): string {
 
 export function describeDelete(r: DeleteReport & GarbageReport): string {
   return `deleted checkpoint ${r.checkpointId} (${r.removedFiles.length} files, ${r.removedLayers.length} unreferenced disk layers)`;
+}
+
+/** `vccr doctor`: each participant's checks, every problem with its fix, and the verdict. */
+export function describeDoctor(r: DoctorReport): string {
+  const mark = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' } as const;
+  const title = (p: ParticipantReport) =>
+    p.kind === 'temporal' ? 'Temporal' : p.kind === 'controller' ? 'controller (the worker running the check)' : `host ${p.participant} (task queue ${p.taskQueue ?? '?'})`;
+  const width = Math.max(0, ...r.participants.flatMap((p) => p.checks.map((c) => c.name.length)));
+  const blocks = r.participants.map((p) => {
+    const lines = p.checks.map((c) => `  ${mark[c.status]}  ${c.name.padEnd(width)}  ${c.detail}${c.fix && c.status !== 'ok' ? `\n        fix: ${c.fix}` : ''}`);
+    return `${title(p)}\n${lines.join('\n') || '  (nothing to check)'}`;
+  });
+  const problems = r.participants.flatMap((p) => p.checks.filter((c) => c.status === 'fail').map((c) => `${p.kind === 'host' ? `host ${p.participant}` : p.participant}: ${c.name}`));
+  const verdict = problems.length
+    ? `doctor: ${problems.length} problem${problems.length === 1 ? '' : 's'} (${problems.join(', ')}): ${r.cluster ? `cluster ${r.cluster}` : 'the hosts'} cannot be checkpointed and restarted as ${r.cluster ? 'written' : 'configured'}`
+    : `doctor: all checks passed${r.cluster ? ` — cluster ${r.cluster} can be checkpointed and restarted as written` : ''}`;
+  return `${blocks.join('\n\n')}\n\n${verdict}`;
 }
 
 /** Prints progress: rewrites one status block on a terminal, prints phase changes otherwise. */

@@ -30,6 +30,11 @@ export function checkpointWorkflowId(cluster: string, checkpointId: string): str
   return `vccr-${cluster}-checkpoint-${checkpointId}`;
 }
 
+/** A preflight (`vccr doctor`): of a cluster's spec, or of hosts named one by one. */
+export function doctorWorkflowId(cluster: string | undefined, unique: string): string {
+  return cluster === undefined ? `vccr-doctor-${unique}` : operationWorkflowId(cluster, 'doctor', unique);
+}
+
 /** Operations other than a checkpoint, each run once under a unique suffix the caller chooses. */
 export type OperationName = 'launch' | 'restart' | 'down' | 'status' | 'list' | 'show' | 'verify' | 'delete' | 'doctor';
 

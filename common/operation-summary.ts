@@ -105,3 +105,15 @@ export function storeText(operation: 'list' | 'show' | 'verify' | 'delete', clus
     details: `**${operation[0]?.toUpperCase()}${operation.slice(1)}** ${checkpointId ? `\`${checkpointId}\` of` : 'checkpoints of'} cluster **${cluster}**: ${what}.\n\nCheckpoint store: \`${store ?? "the cluster record's"}\``,
   };
 }
+
+export function doctorText(view: ClusterView | undefined, hosts: string[], store: string | undefined): OperationText {
+  const subject = view ? `${view.cluster} · ${vmsOnHosts(view.placement)}` : `hosts ${hosts.join(', ') || '(none)'}`;
+  return {
+    summary: `doctor ${subject}`,
+    details:
+      `**Preflight** (\`vccr doctor\`)${view ? ` of cluster **${view.cluster}**` : ''}: every host checks, through its own worker, QEMU, ` +
+      'its accelerators, userfaultfd write-protect, the store, the VMs\' images, taps and namespaces; clocks are compared; ' +
+      'a marker file written by each proves all see one store. Read-only: no VM is touched.\n\n' +
+      `${view ? vmTable(view.placement) : `Hosts: ${hosts.join(', ')}`}\n\nCheckpoint store: \`${store ?? 'not checked'}\``,
+  };
+}

@@ -112,10 +112,11 @@ export class TestBed {
     return this.client;
   }
 
-  private async spawnWorker(kind: 'controller' | 'host', name: string, args: string[], readyText: string): Promise<WorkerProcess> {
+  private async spawnWorker(kind: 'controller' | 'host', name: string, args: string[], readyText: string, launcher: string[] = []): Promise<WorkerProcess> {
     const logFile = join(this.dir, `${kind}-${name}.log`);
     const log = openSync(logFile, 'a');
-    const child = spawn(process.execPath, [join(DIST, 'workers', `${kind}.js`), ...args], {
+    const argv = [...launcher, process.execPath, join(DIST, 'workers', `${kind}.js`), ...args];
+    const child = spawn(argv[0] ?? process.execPath, argv.slice(1), {
       stdio: ['ignore', log, log],
       // Workers log to their own files at info level at least: readiness is read from there.
       env: { ...process.env, TEMPORAL_ADDRESS: this.server.address, VCCR_LOG_LEVEL: process.env.VCCR_WORKER_LOG_LEVEL ?? 'info' },
@@ -140,11 +141,14 @@ export class TestBed {
     return worker;
   }
 
-  /** Starts (or restarts) the worker of host `id`; its state folder is kept across restarts. */
-  async startHost(id: string): Promise<WorkerProcess> {
+  /**
+   * Starts (or restarts) the worker of host `id`; its state folder is kept across restarts. `launcher` runs
+   * it through another program (e.g. setpriv with fewer capabilities).
+   */
+  async startHost(id: string, launcher: string[] = []): Promise<WorkerProcess> {
     const stateDir = this.hostStateDir(id);
     janitor.trackVmState(stateDir);
-    const worker = await this.spawnWorker('host', id, ['--host', id, '--state-dir', stateDir], 'host worker running');
+    const worker = await this.spawnWorker('host', id, ['--host', id, '--state-dir', stateDir], 'host worker running', launcher);
     this.hostWorkers.set(id, worker);
     return worker;
   }
@@ -152,7 +156,7 @@ export class TestBed {
   /** Every VM process a host has recorded, ended with SIGKILL (a crash of the whole cluster). */
   async killAllVms(): Promise<string[]> {
     const killed: string[] = [];
-    for (const host of this.options.hosts) killed.push(...(await killRecordedVms(this.hostStateDir(host))));
+    for (const host of this.allHosts()) killed.push(...(await killRecordedVms(this.hostStateDir(host))));
     return killed;
   }
 
@@ -171,8 +175,13 @@ export class TestBed {
     return join(this.hostStateDir(host), cluster, vm, 'console.log');
   }
 
+  /** The bed's hosts and any started later with startHost. */
+  private allHosts(): string[] {
+    return [...new Set([...this.options.hosts, ...this.hostWorkers.keys()])];
+  }
+
   async stop(): Promise<void> {
-    for (const host of this.options.hosts) {
+    for (const host of this.allHosts()) {
       await killRecordedVms(this.hostStateDir(host));
       janitor.untrackVmState(this.hostStateDir(host));
     }

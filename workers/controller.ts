@@ -8,6 +8,7 @@ import { Worker } from '@temporalio/worker';
 import { childLogger } from '../common/logger';
 import { TEMPORAL_OPTION_DOCS, temporalFlags, temporalSettings } from '../common/temporal-config';
 import { createControllerActivities } from '../activities/controller';
+import { createControllerPreflightActivities } from '../activities/controller/preflight';
 import { connectClient, connectWorker, installSdkLogging, runUntilSignalled } from './runtime';
 import { ensureSearchAttributes } from './search-attributes';
 import { exitWithUsage, parseWorkerArgs, UsageError, type WorkerProgram } from './flags';
@@ -43,7 +44,7 @@ async function main(): Promise<void> {
     namespace: settings.namespace,
     taskQueue: settings.controllerTaskQueue,
     ...(existsSync(bundle) ? { workflowBundle: { codePath: bundle } } : { workflowsPath: require.resolve('../workflows') }),
-    activities: createControllerActivities(client, settings.controllerTaskQueue),
+    activities: { ...createControllerActivities(client, settings.controllerTaskQueue), ...createControllerPreflightActivities() },
     // A controller that dies holds its workflows' sticky tasks: hand them to another worker quickly. A live
     // worker always has a poll waiting on its sticky queue, so this only ever fires for a dead one (or, under
     // extreme load, costs a history replay elsewhere — never correctness).

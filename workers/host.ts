@@ -11,6 +11,7 @@ import { hostTaskQueue } from '../common/ids';
 import { TEMPORAL_OPTION_DOCS, temporalFlags, temporalSettings } from '../common/temporal-config';
 import { createHostActivities } from '../activities/host';
 import { HostRuntime } from '../activities/host/runtime';
+import { createHostPreflightActivities } from '../activities/host/preflight';
 import { transferProgressSignal } from '../workflows/definitions';
 import { connectClient, connectWorker, installSdkLogging, runUntilSignalled } from './runtime';
 import { exitWithUsage, parseWorkerArgs, UsageError, type WorkerArgs, type WorkerProgram } from './flags';
@@ -78,9 +79,12 @@ async function main(): Promise<void> {
     connection,
     namespace: settings.namespace,
     taskQueue: config.taskQueue,
-    activities: createHostActivities(runtime, async (workflowId, updates) => {
-      await client.workflow.getHandle(workflowId).signal(transferProgressSignal, updates);
-    }),
+    activities: {
+      ...createHostActivities(runtime, async (workflowId, updates) => {
+        await client.workflow.getHandle(workflowId).signal(transferProgressSignal, updates);
+      }),
+      ...createHostPreflightActivities(runtime),
+    },
     // A host runs every VM's steps at once: give it room for big clusters.
     maxConcurrentActivityTaskExecutions: 200,
   });

@@ -6,6 +6,7 @@ import { restart } from './restart';
 import { checkpointsDelete, checkpointsList, checkpointsShow, checkpointsVerify } from './checkpoints';
 import { status } from './status';
 import { down } from './down';
+import { doctor } from './doctor';
 
 export const COMMANDS: readonly Command[] = [
   up,
@@ -17,6 +18,7 @@ export const COMMANDS: readonly Command[] = [
   checkpointsDelete,
   status,
   down,
+  doctor,
 ];
 
 export type { Command } from './command';
