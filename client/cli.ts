@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { formatOptions, parseArgsOptions, type OptionDocs } from '../common/help';
 import { TEMPORAL_OPTION_DOCS, temporalFlags } from '../common/temporal-config';
+import { vccrVersion } from '../common/version';
 import { VccrClient, type ConnectTarget } from './index';
 import { EXIT, toVccrError } from './errors';
 import { ProgressPrinter } from './render';
@@ -15,6 +16,7 @@ const GLOBAL_OPTIONS: OptionDocs = {
   ...TEMPORAL_OPTION_DOCS,
   json: { type: 'boolean', text: 'machine-readable output' },
   help: { type: 'boolean', short: 'h', text: 'show help (of a command: `vccr <command> --help`)' },
+  version: { type: 'boolean', text: 'print the version of vccr' },
 };
 
 const EXIT_CODES = 'exit codes: 0 ok, 1 operation failed, 2 bad input, 3 cluster busy, 4 unknown cluster/checkpoint, 5 Temporal unreachable\n';
@@ -75,6 +77,10 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
   const values = parsed.values as OptionValues;
   const positionals = parsed.positionals[0] === 'help' ? parsed.positionals.slice(1) : parsed.positionals;
   const wantsHelp = values.help === true || parsed.positionals[0] === 'help';
+  if (values.version === true) {
+    out.write(`vccr ${vccrVersion()}\n`);
+    return EXIT.ok;
+  }
   if (!positionals.length) {
     out.write(overview());
     return wantsHelp ? EXIT.ok : EXIT.usage;

@@ -202,19 +202,36 @@ export interface RingVm {
   host: string;
 }
 
+export interface RingOptions {
+  delayMs?: number;
+  stallSec?: number;
+  memoryMiB?: number;
+  pauseBoundSeconds?: number;
+  disks?: Record<string, string>;
+}
+
 /**
  * A cluster spec for the token ring: VM i gets 10.77.0.(11+i)/24 on tap i of the bed's network and runs
  * ring node i, passing the token to VM i+1.
  */
-export function ringSpec(bed: TestBed, cluster: string, vms: RingVm[], options: { delayMs?: number; stallSec?: number; memoryMiB?: number; pauseBoundSeconds?: number; disks?: Record<string, string> } = {}): ClusterSpecInput {
+export function ringSpec(bed: TestBed, cluster: string, vms: RingVm[], options: RingOptions = {}): ClusterSpecInput {
   if (!bed.network) throw new Error('the ring needs a bed with taps');
-  const image = guestImageDir();
+  const network = bed.network;
+  return ringCluster({ cluster, store: bed.store, image: guestImageDir(), vms, tap: (i) => network.taps[i] ?? `tap${i}`, netns: network.name }, options);
+}
+
+/** The token ring on any network: VM i on tap `tap(i)` (in `netns` if given), booted from `image`. */
+export function ringCluster(
+  where: { cluster: string; store: string; image: string; vms: RingVm[]; tap: (i: number) => string; netns?: string },
+  options: RingOptions = {},
+): ClusterSpecInput {
+  const { cluster, vms, image } = where;
   const n = vms.length;
   const ip = (i: number) => `10.77.0.${11 + i}`;
   const hosts = Object.fromEntries([...new Set(vms.map((v) => v.host))].map((h) => [h, {}]));
   return {
     cluster,
-    store: bed.store,
+    store: where.store,
     pauseBoundSeconds: options.pauseBoundSeconds ?? 60,
     hosts,
     vms: vms.map((vm, i) => {
@@ -228,8 +245,8 @@ export function ringSpec(bed: TestBed, cluster: string, vms: RingVm[], options: 
           initrd: join(image, 'initrd.img'),
           append: `console=ttyS0 quiet panic=-1 init_on_free=1 vccr.hostname=${vm.name} vccr.ip=${ip(i)}/24 vccr.run=ring vccr.args=${args.join(',')}`,
         },
-        nics: [{ id: 'net0', tap: bed.network?.taps[i] ?? `tap${i}` }],
-        netns: bed.network?.name,
+        nics: [{ id: 'net0', tap: where.tap(i) }],
+        ...(where.netns ? { netns: where.netns } : {}),
       };
     }),
   };

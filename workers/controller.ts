@@ -9,7 +9,7 @@ import { childLogger } from '../common/logger';
 import { TEMPORAL_OPTION_DOCS, temporalFlags, temporalSettings } from '../common/temporal-config';
 import { createControllerActivities } from '../activities/controller';
 import { createControllerPreflightActivities } from '../activities/controller/preflight';
-import { connectClient, connectWorker, installSdkLogging, runUntilSignalled } from './runtime';
+import { checkConfiguredStore, connectClient, connectWorker, installSdkLogging, runUntilSignalled } from './runtime';
 import { ensureSearchAttributes } from './search-attributes';
 import { exitWithUsage, parseWorkerArgs, UsageError, type WorkerProgram } from './flags';
 
@@ -19,7 +19,8 @@ const PROGRAM: WorkerProgram = {
   description:
     'Runs the VCCR workflows (checkpoint, restart, launch, ...) and the controller activities (cluster lock,\n' +
     'checkpoint store: it writes manifests, so it must see the store at the path the specs name). Run one or\n' +
-    'more anywhere that reaches Temporal. Logs are JSON lines (pino) on stderr; level from VCCR_LOG_LEVEL.',
+    'more anywhere that reaches Temporal. Logs are JSON lines (pino) on stderr; level from VCCR_LOG_LEVEL.\n' +
+    'If VCCR_STORE names the checkpoint store, it is checked at start.',
   options: { ...TEMPORAL_OPTION_DOCS },
 };
 
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
   }
   const log = childLogger('controller-worker', { taskQueue: settings.controllerTaskQueue });
   installSdkLogging('controller-worker');
+  checkConfiguredStore(log);
 
   const client = await connectClient(settings, PROGRAM.name);
   await ensureSearchAttributes(client, settings.namespace, log);

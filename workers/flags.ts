@@ -3,6 +3,7 @@
 // "do not restart": a configuration error does not heal by retrying).
 import { parseArgs } from 'node:util';
 import { formatOptions, parseArgsOptions, type OptionDocs } from '../common/help';
+import { vccrVersion } from '../common/version';
 
 export const EXIT_USAGE = 2;
 
@@ -22,7 +23,11 @@ export type WorkerArgs = Record<string, string | boolean | undefined>;
 
 /** Parses the program's arguments; prints the help and exits 0 for --help. */
 export function parseWorkerArgs(program: WorkerProgram, argv: string[] = process.argv.slice(2)): WorkerArgs {
-  const options = { ...program.options, help: { type: 'boolean', short: 'h', text: 'show this help' } } satisfies OptionDocs;
+  const options = {
+    ...program.options,
+    help: { type: 'boolean', short: 'h', text: 'show this help' },
+    version: { type: 'boolean', text: 'print the version' },
+  } satisfies OptionDocs;
   let values;
   try {
     ({ values } = parseArgs({ args: argv, options: parseArgsOptions(options), strict: true, allowPositionals: false }));
@@ -31,6 +36,10 @@ export function parseWorkerArgs(program: WorkerProgram, argv: string[] = process
   }
   if (values.help === true) {
     process.stdout.write(`usage: ${program.name} ${program.synopsis}\n\n${program.description}\n\noptions:\n${formatOptions(options)}\n`);
+    process.exit(0);
+  }
+  if (values.version === true) {
+    process.stdout.write(`${program.name} ${vccrVersion()}\n`);
     process.exit(0);
   }
   const out: WorkerArgs = {};

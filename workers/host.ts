@@ -13,7 +13,7 @@ import { createHostActivities } from '../activities/host';
 import { HostRuntime } from '../activities/host/runtime';
 import { createHostPreflightActivities } from '../activities/host/preflight';
 import { transferProgressSignal } from '../workflows/definitions';
-import { connectClient, connectWorker, installSdkLogging, runUntilSignalled } from './runtime';
+import { checkConfiguredStore, connectClient, connectWorker, installSdkLogging, runUntilSignalled } from './runtime';
 import { exitWithUsage, parseWorkerArgs, UsageError, type WorkerArgs, type WorkerProgram } from './flags';
 import { ensurePauseGuard } from '../activities/host/guard';
 
@@ -24,7 +24,7 @@ const PROGRAM: WorkerProgram = {
     'Runs the QEMU VMs of one host for VCCR: launches, pauses, saves, loads and stops them when a workflow asks,\n' +
     'through QMP. It polls task queue vccr-host-<ID>. The VMs (daemonized QEMU) and the pause guard it starts\n' +
     'outlive the worker: a restarted worker finds them again in its state folder. Logs are JSON lines (pino) on\n' +
-    'stderr; level from VCCR_LOG_LEVEL.',
+    'stderr; level from VCCR_LOG_LEVEL. If VCCR_STORE names the checkpoint store, it is checked at start.',
   options: {
     host: { type: 'string', value: 'ID', text: "this host's id in cluster specs (env VCCR_HOST; required)" },
     'state-dir': { type: 'string', value: 'DIR', text: 'VM records, QMP sockets, console logs (env VCCR_STATE_DIR, default /var/lib/vccr/hosts/<ID>)' },
@@ -69,6 +69,7 @@ async function main(): Promise<void> {
   }
   const log = childLogger('host-worker', { host: config.host, taskQueue: config.taskQueue });
   installSdkLogging('host-worker');
+  checkConfiguredStore(log);
 
   const runtime = await HostRuntime.create({ hostId: config.host, stateDir: config.stateDir, qemuBinary: config.qemu });
   // The backstop that resumes paused VMs if this worker dies mid-checkpoint (it outlives us).

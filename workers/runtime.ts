@@ -1,5 +1,6 @@
 // Process-level wiring shared by the workers: SDK logs into pino, the Temporal connection, and a clean
 // shutdown on SIGINT/SIGTERM (the SDK drains in-flight tasks).
+import { statSync } from 'node:fs';
 import { NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { Connection, Client } from '@temporalio/client';
 import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
@@ -61,4 +62,21 @@ export async function runUntilSignalled(worker: Worker, log: Logger, cleanup: ()
     await cleanup();
     log.info('stopped');
   }
+}
+
+/**
+ * VCCR_STORE (the environment file's store path) is checked at start, so a store that is not mounted shows
+ * up in the worker's log at once rather than in the first checkpoint. `vccr doctor` checks much more.
+ */
+export function checkConfiguredStore(log: Logger, env: NodeJS.ProcessEnv = process.env): void {
+  const store = env.VCCR_STORE;
+  if (!store) return;
+  let isDir = false;
+  try {
+    isDir = statSync(store).isDirectory();
+  } catch {
+    isDir = false;
+  }
+  if (isDir) log.info({ store }, 'checkpoint store present');
+  else log.error({ store }, 'VCCR_STORE is not a folder here: is the shared checkpoint store mounted? (`vccr doctor` checks every host)');
 }

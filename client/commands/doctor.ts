@@ -17,14 +17,14 @@ export const doctor: Command = {
     'with its fix. Exits 0 only if the spec can be checkpointed and restarted as written.',
   options: {
     host: { type: 'string', multiple: true, value: 'ID', text: 'also check this host (repeatable; without a spec, the hosts to check)' },
-    store: { type: 'string', value: 'DIR', text: 'the store to check when no spec is given' },
+    store: { type: 'string', value: 'DIR', text: 'the store to check when no spec is given (default: env VCCR_STORE)' },
   },
   prepare(args) {
     noMorePositionals(args, 'doctor', 1);
     const file = args.positionals[0];
     const spec = file === undefined ? undefined : readSpecFile(file);
     const hosts = stringList(args.values, 'host').map(hostName);
-    const store = stringValue(args.values, 'store');
+    const store = stringValue(args.values, 'store') ?? (spec ? undefined : process.env.VCCR_STORE);
     const options = { ...(spec ? { spec } : {}), hosts, ...(store === undefined ? {} : { store: storePath(store) }) };
     return async (ctx) => {
       let report: DoctorReport;
