@@ -204,6 +204,11 @@ export class Lab {
     }
   }
 
+  /** Hides a real folder from every machine (an empty read-only tmpfs over it). */
+  hide(path: string): void {
+    for (const m of this.machines.values()) m.must(['mount', '-t', 'tmpfs', '-o', 'ro,size=4k,mode=0755', 'tmpfs', path], { cwd: '/' });
+  }
+
   /** Call after every process inside has ended: namespaces, mounts, then files. */
   destroy(): void {
     for (const m of this.machines.values()) {

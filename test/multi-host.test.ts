@@ -59,6 +59,8 @@ before(async () => {
     janitor.trackVmState(machine(h).outside(stateDir(h)));
   }
   lab.shareReadOnly(guestImageDir(), IMAGES);
+  // The machines run what the tarball installed, nothing from this checkout.
+  lab.hide(REPO_ROOT);
 });
 
 after(async () => {
