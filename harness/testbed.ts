@@ -2,7 +2,7 @@
 // Temporal dev server, a controller worker and several host workers as separate processes (so they can
 // be killed and restarted like real ones), a private network namespace for the VMs, a checkpoint
 // store, and a VccrClient. Everything it starts is recorded with the janitor and ended by stop().
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -249,5 +249,27 @@ export function ringCluster(
         ...(where.netns ? { netns: where.netns } : {}),
       };
     }),
+  };
+}
+
+/**
+ * A cluster spec of idle guests (no network), each VM with a disk on one shared 8 MiB base image: the
+ * smallest cluster that still goes through every phase (the disk makes the freeze phase real).
+ */
+export function idleSpec(bed: TestBed, cluster: string, vms: RingVm[], options: { memoryMiB?: number } = {}): ClusterSpecInput {
+  const image = guestImageDir();
+  const disk = join(bed.dir, 'idle-disk-base.raw');
+  if (!existsSync(disk)) execFileSync('qemu-img', ['create', '-q', '-f', 'raw', disk, '8M']);
+  return {
+    cluster,
+    store: bed.store,
+    hosts: Object.fromEntries([...new Set(vms.map((v) => v.host))].map((h) => [h, {}])),
+    vms: vms.map((vm) => ({
+      name: vm.name,
+      host: vm.host,
+      memoryMiB: options.memoryMiB ?? 64,
+      boot: { kernel: join(image, 'vmlinuz'), initrd: join(image, 'initrd.img'), append: `console=ttyS0 quiet panic=-1 vccr.hostname=${vm.name} vccr.run=idle` },
+      disks: [{ id: 'data', image: disk, format: 'raw' as const }],
+    })),
   };
 }

@@ -8,6 +8,7 @@ import { controllerActivities, hostActivities } from './proxies';
 import { groupByHost, onEveryHostSettled } from './hosts';
 import { reasonOf, validateInput } from './validate';
 import type { ClusterState } from './definitions';
+import { vmList, withSummary } from './summary';
 
 export interface InspectResult {
   cluster: string;
@@ -17,11 +18,11 @@ export interface InspectResult {
 
 export async function inspectCluster(rawInput: InspectInput): Promise<InspectResult> {
   const { cluster } = validateInput(inspectInputSchema, rawInput, 'inspectCluster');
-  const state = await controllerActivities().quick.getClusterState({ cluster });
+  const state = await withSummary(controllerActivities().quick, `read the cluster record of ${cluster}`).getClusterState({ cluster });
   if (!state?.spec) throw ApplicationFailure.nonRetryable(`unknown cluster ${cluster}`, 'UnknownCluster');
   const spec = state.spec;
   const results = await onEveryHostSettled(groupByHost(state.placement), (host, vms) =>
-    hostActivities(taskQueueOf(spec, host)).quick.inspectVms({ cluster, vms }),
+    withSummary(hostActivities(taskQueueOf(spec, host)).quick, `ask host ${host} about ${vmList(vms)}`).inspectVms({ cluster, vms }),
   );
   const vms = results.flatMap((r) =>
     r.ok

@@ -9,6 +9,7 @@ import { hostActivities } from './proxies';
 import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
 import { failWith, reasonOf, validateInput } from './validate';
+import { vmList, withSummary } from './summary';
 
 export interface LaunchResult {
   cluster: string;
@@ -31,7 +32,7 @@ export async function launchCluster(rawInput: LaunchInput): Promise<LaunchResult
     progress.phase('launch');
     progress.vms(Object.keys(placement), 'launching');
     const launched = await onEveryHost(byHost, (host, vms) =>
-      hosts(host).launch.launchVms({
+      withSummary(hosts(host).launch, `launch ${vmList(vms)} on host ${host}`).launchVms({
         cluster,
         store: spec.store,
         operationId,
@@ -53,7 +54,7 @@ export async function launchCluster(rawInput: LaunchInput): Promise<LaunchResult
     log.warn('launch failed; stopping what was started', { cluster, reason });
     await CancellationScope.nonCancellable(async () => {
       progress.phase('undo');
-      await onEveryHostSettled(byHost, (host, vms) => hosts(host).quick.stopVms({ cluster, vms, mode: 'kill' }));
+      await onEveryHostSettled(byHost, (host, vms) => withSummary(hosts(host).quick, `undo: kill ${vmList(vms)} on host ${host}`).stopVms({ cluster, vms, mode: 'kill' }));
       await releaseCluster(cluster, { outcome: 'failed', status: 'down', detail: reason });
     });
     throw failWith(`launching cluster ${cluster} failed: ${reason}`, 'LaunchFailed', err);

@@ -13,6 +13,7 @@ import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
 import { failWith, reasonOf, validateInput } from './validate';
 import type { AcquireReply } from './definitions';
+import { stateFiles, vmList, withSummary } from './summary';
 
 export interface RestartResult {
   cluster: string;
@@ -41,7 +42,7 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
   } catch (err) {
     // No cluster record (it was lost or never existed here): a store path lets us rebuild it from the manifest.
     if (!input.store || !reasonOf(err).startsWith('unknown cluster')) throw err;
-    const manifest = await controller.quick.findCheckpoint({ store: input.store, cluster, ...(input.checkpointId ? { checkpointId: input.checkpointId } : {}) });
+    const manifest = await withSummary(controller.quick, `read the manifest of ${input.checkpointId ?? 'the newest checkpoint'} in ${input.store}`).findCheckpoint({ store: input.store, cluster, ...(input.checkpointId ? { checkpointId: input.checkpointId } : {}) });
     lock = await acquireCluster(cluster, 'restart', { spec: manifest.spec, create: true, checkpointId: manifest.checkpointId });
   }
   const store = input.store ?? lock.spec.store;
@@ -56,7 +57,7 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
   let launchStartedAt = 0;
   try {
     progress.phase('validate');
-    manifest = await controller.quick.findCheckpoint({ store, cluster, ...(input.checkpointId ? { checkpointId: input.checkpointId } : {}) });
+    manifest = await withSummary(controller.quick, `read the manifest of ${input.checkpointId ?? 'the newest checkpoint'}`).findCheckpoint({ store, cluster, ...(input.checkpointId ? { checkpointId: input.checkpointId } : {}) });
     spec = { ...manifest.spec, hosts: { ...manifest.spec.hosts, ...lock.spec.hosts } };
     const checkpointId = manifest.checkpointId;
     progress.setCheckpointId(checkpointId);
@@ -76,7 +77,7 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
     const byName = new Map(manifest.vms.map((vm) => [vm.name, vm]));
     const stateFile = (vm: string) => `${store}/${cluster}/${checkpointId}/${byName.get(vm)?.state.file ?? ''}`;
     await onEveryHost(targets, (host, vms) =>
-      hosts(host).transfer('1 hour').verifyStateFiles({
+      withSummary(hosts(host).transfer('1 hour'), `verify ${stateFiles(checkpointId, vms)} on host ${host} (sha256)`).verifyStateFiles({
         files: vms.map((vm) => ({ vm, file: stateFile(vm), size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
       }),
     );
@@ -86,7 +87,7 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
     const remappedAway = new Set(Object.keys(input.hostMap).filter((h) => input.hostMap[h] !== h));
     const candidates = new Set([...Object.values(oldPlacement), ...manifestHosts, ...targets.keys()]);
     const everywhere = new Map([...candidates].map((h) => [h, allVms]));
-    const gone = await onEveryHostSettled(everywhere, (host, vms) => hosts(host).quick.ensureVmsGone({ cluster, vms, force: input.force }));
+    const gone = await onEveryHostSettled(everywhere, (host, vms) => withSummary(hosts(host).quick, `${input.force ? 'stop' : 'check'} old VMs on host ${host}`).ensureVmsGone({ cluster, vms, force: input.force }));
     for (const r of gone) {
       if (r.ok) continue;
       const why = reasonOf(r.error);
@@ -107,7 +108,7 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
       manifest.vms.map((vm) => [vm.name, Object.fromEntries(vm.disks.map((d) => [d.id, [d.frozen, ...d.backing]]))]),
     );
     await onEveryHost(targets, (host, vms) =>
-      hosts(host).launch.launchVms({
+      withSummary(hosts(host).launch, `launch ${vmList(vms)} on host ${host}, waiting for ${checkpointId}`).launchVms({
         cluster,
         store,
         operationId,
@@ -121,7 +122,7 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
     for (const vm of manifest.vms) progress.setBytes(vm.name, 0, vm.state.size);
     const loadSentAt = Date.now();
     const loaded = await onEveryHost(targets, (host, vms) =>
-      hosts(host).transfer('1 hour').loadVmStates({
+      withSummary(hosts(host).transfer('1 hour'), `load ${vmList(vms)} on host ${host} ← ${stateFiles(checkpointId, vms)}`).loadVmStates({
         cluster,
         checkpointId,
         vms: vms.map((vm) => ({ name: vm, file: stateFile(vm), size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
@@ -135,7 +136,7 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
     const resumeAt = Date.now() + barrierLead(loadSentAt, [...loaded.values()].flat().map((t) => t.receivedAt ?? loadSentAt));
     progress.vms(Object.keys(placement), 'resuming');
     const resumed = await onEveryHost(targets, async (host, vms) => {
-      const report = await hosts(host).quick.resumeVms({ cluster, vms, notBefore: resumeAt });
+      const report = await withSummary(hosts(host).quick, `resume ${vmList(vms)} on host ${host}`).resumeVms({ cluster, vms, notBefore: resumeAt });
       if (report.failed.length) {
         throw ApplicationFailure.nonRetryable(`could not resume ${report.failed.map((f) => `${f.name} (${f.reason})`).join(', ')}`, 'ResumeFailed');
       }
@@ -144,7 +145,7 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
     progress.vms(Object.keys(placement), 'running');
     progress.phase('done');
     await releaseCluster(cluster, { outcome: 'completed', status: 'running', placement, checkpointId });
-    await controller.quick.collectGarbage({ store, cluster }).catch((err: unknown) => log.warn('garbage collection failed', { err: reasonOf(err) }));
+    await withSummary(controller.quick, `remove disk layers nothing needs any more`).collectGarbage({ store, cluster }).catch((err: unknown) => log.warn('garbage collection failed', { err: reasonOf(err) }));
 
     const loadedAt = new Map([...loaded.values()].flat().map((t: VmTimestamp) => [t.name, t.at]));
     const resumedAt = new Map([...resumed.values()].flat().map((t: VmTimestamp) => [t.name, t.at]));
@@ -170,7 +171,7 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
       const touched = launchStartedAt > 0;
       if (touched) {
         progress.phase('undo');
-        await onEveryHostSettled(targets, (host, vms) => hosts(host).quick.stopVms({ cluster, vms, mode: 'kill' }));
+        await onEveryHostSettled(targets, (host, vms) => withSummary(hosts(host).quick, `undo: kill ${vmList(vms)} on host ${host}`).stopVms({ cluster, vms, mode: 'kill' }));
       }
       await releaseCluster(cluster, { outcome: 'failed', ...(touched ? { status: 'down' as const } : {}), detail: reason });
     });

@@ -7,6 +7,7 @@ import { hostActivities } from './proxies';
 import { groupByHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
 import { reasonOf, validateInput } from './validate';
+import { vmList, withSummary } from './summary';
 
 export interface ShutdownResult {
   cluster: string;
@@ -24,7 +25,7 @@ export async function shutdownCluster(rawInput: ShutdownInput): Promise<Shutdown
   progress.phase('stop');
   progress.vms(Object.keys(lock.placement), 'stopping');
   const results = await onEveryHostSettled(groupByHost(lock.placement), (host, vms) =>
-    hostActivities(taskQueueOf(lock.spec, host)).quick.stopVms({ cluster, vms, mode: input.mode }),
+    withSummary(hostActivities(taskQueueOf(lock.spec, host)).quick, `${input.mode === 'kill' ? 'kill' : 'stop'} ${vmList(vms)} on host ${host}`).stopVms({ cluster, vms, mode: input.mode }),
   );
   const stopped = results.flatMap((r) => (r.ok ? r.value.filter((v) => v.wasRunning).map((v) => v.name) : []));
   const unreachable = results.flatMap((r) => (r.ok ? [] : [{ host: r.host, vms: r.vms, reason: reasonOf(r.error) }]));
