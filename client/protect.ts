@@ -16,7 +16,6 @@ import { parseOrThrow } from '../common/errors';
 import { nameSchema } from '../common/names';
 import {
   LIVE_CHECKPOINTS_AVAILABLE,
-  protectionIds,
   protectRunInputSchema,
   retentionPolicySchema,
   watchSettingsSchema,
@@ -25,11 +24,13 @@ import {
   type WatchSettings,
 } from '../common/protection';
 import { VCCR_CLUSTER, VCCR_OPERATION } from '../common/search-attributes';
+import { clusterWorkflowId, protectRunWorkflowId, protectScheduleId, watchWorkflowId } from '../common/ids';
 import type { TemporalSettings } from '../common/temporal-config';
 import type { ProtectRunResult } from '../workflows/protect';
-import { clusterStateQuery, clusterWorkflowId } from '../workflows/definitions';
+import { clusterStateQuery } from '../workflows/definitions';
 import { configureWatchSignal, operatorRecoverUpdate, stopWatchSignal, watchStateQuery, type WatchState } from '../workflows/watch-definitions';
 import { EXIT, VccrError, toVccrError } from './errors';
+import { WORKFLOW_TASK_TIMEOUT } from './operations';
 
 export interface ProtectOptions {
   /** Time between checkpoints, in ms. */
@@ -88,10 +89,10 @@ export class ProtectionClient {
     const action: ScheduleOptionsStartWorkflowAction<Workflow> = {
       type: 'startWorkflow',
       workflowType: 'protectCluster',
-      workflowId: protectionIds.scheduledRun(cluster),
+      workflowId: protectRunWorkflowId(cluster),
       taskQueue: this.settings.controllerTaskQueue,
       args: [input],
-      workflowTaskTimeout: '3 seconds',
+      workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
       typedSearchAttributes: [
         { key: VCCR_CLUSTER, value: cluster },
         { key: VCCR_OPERATION, value: 'protect' },
@@ -100,23 +101,23 @@ export class ProtectionClient {
     const scheduleSpec = { intervals: [{ every: options.everyMs }], jitter: jitterMs };
     // SKIP: a checkpoint still running when the next is due is never doubled; the due one is dropped.
     const policies = { overlap: 'SKIP' as const, catchupWindow: Math.max(60_000, options.everyMs), pauseOnFailure: false };
-    const handle = this.client.schedule.getHandle(protectionIds.schedule(cluster));
+    const handle = this.client.schedule.getHandle(protectScheduleId(cluster));
     try {
       await handle.update((previous) => ({ spec: scheduleSpec, action, policies, state: { paused: previous.state.paused, ...(previous.state.note ? { note: previous.state.note } : {}) } }));
     } catch (err) {
       if (!(err instanceof ScheduleNotFoundError)) throw toVccrError(err);
       await this.client.schedule
-        .create({ scheduleId: protectionIds.schedule(cluster), spec: scheduleSpec, action, policies, memo: { cluster, store: spec.store } })
+        .create({ scheduleId: protectScheduleId(cluster), spec: scheduleSpec, action, policies, memo: { cluster, store: spec.store } })
         .catch((e: unknown) => {
           throw toVccrError(e);
         });
     }
     const watch = await this.client.workflow.start('watchCluster', {
-      workflowId: protectionIds.watch(cluster),
+      workflowId: watchWorkflowId(cluster),
       taskQueue: this.settings.controllerTaskQueue,
       args: [{ cluster, settings: watchSettings }],
       workflowIdConflictPolicy: 'USE_EXISTING',
-      workflowTaskTimeout: '3 seconds',
+      workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
     });
     await watch.signal(configureWatchSignal, watchSettings);
     return this.status(cluster);
@@ -147,11 +148,11 @@ export class ProtectionClient {
   /** Deletes the Schedule and stops the watch; checkpoints are kept. */
   async off(cluster: string): Promise<ProtectionStatus> {
     parseOrThrowVccr(nameSchema, cluster, 'cluster name');
-    await this.client.schedule.getHandle(protectionIds.schedule(cluster)).delete().catch((err: unknown) => {
+    await this.client.schedule.getHandle(protectScheduleId(cluster)).delete().catch((err: unknown) => {
       if (!(err instanceof ScheduleNotFoundError)) throw toVccrError(err);
     });
     await this.client.workflow
-      .getHandle(protectionIds.watch(cluster))
+      .getHandle(watchWorkflowId(cluster))
       .signal(stopWatchSignal)
       .catch((err: unknown) => {
         if (!(err instanceof WorkflowNotFoundError)) throw toVccrError(err);
@@ -167,7 +168,7 @@ export class ProtectionClient {
       if (!(host in spec.hosts)) throw new VccrError(`--host-dead ${host}: cluster ${cluster} has no host ${host} (hosts: ${Object.keys(spec.hosts).join(', ')})`, 'InvalidInput', EXIT.usage);
     }
     try {
-      return await this.client.workflow.getHandle(protectionIds.watch(cluster)).executeUpdate(operatorRecoverUpdate, { args: [{ deadHosts }] });
+      return await this.client.workflow.getHandle(watchWorkflowId(cluster)).executeUpdate(operatorRecoverUpdate, { args: [{ deadHosts }] });
     } catch (err) {
       if (err instanceof WorkflowNotFoundError || /not found|already completed/i.test((err as Error).message)) {
         throw new VccrError(`cluster ${cluster} is not protected (no watch is running): \`vccr protect ${cluster} --every …\` first, or restart it by hand with \`vccr restart\``, 'NotProtected', EXIT.notFound);
@@ -177,7 +178,7 @@ export class ProtectionClient {
   }
 
   async watchState(cluster: string): Promise<WatchState | undefined> {
-    const handle = this.client.workflow.getHandle(protectionIds.watch(cluster));
+    const handle = this.client.workflow.getHandle(watchWorkflowId(cluster));
     try {
       if ((await handle.describe()).status.name !== 'RUNNING') return undefined;
       return await handle.query(watchStateQuery);
@@ -202,9 +203,9 @@ export class ProtectionClient {
   private async onSchedule(cluster: string, step: (handle: ReturnType<Client['schedule']['getHandle']>) => Promise<void>): Promise<void> {
     parseOrThrowVccr(nameSchema, cluster, 'cluster name');
     try {
-      await step(this.client.schedule.getHandle(protectionIds.schedule(cluster)));
+      await step(this.client.schedule.getHandle(protectScheduleId(cluster)));
     } catch (err) {
-      if (err instanceof ScheduleNotFoundError) throw new VccrError(`cluster ${cluster} is not protected: no schedule ${protectionIds.schedule(cluster)}`, 'NotProtected', EXIT.notFound);
+      if (err instanceof ScheduleNotFoundError) throw new VccrError(`cluster ${cluster} is not protected: no schedule ${protectScheduleId(cluster)}`, 'NotProtected', EXIT.notFound);
       throw toVccrError(err);
     }
   }
@@ -212,7 +213,7 @@ export class ProtectionClient {
   private async describeSchedule(cluster: string): Promise<ProtectionStatus['schedule']> {
     let d: ScheduleDescription;
     try {
-      d = await this.client.schedule.getHandle(protectionIds.schedule(cluster)).describe();
+      d = await this.client.schedule.getHandle(protectScheduleId(cluster)).describe();
     } catch (err) {
       if (err instanceof ScheduleNotFoundError) return undefined;
       throw toVccrError(err);

@@ -6,16 +6,6 @@ import { z } from 'zod';
 import { nameSchema } from './names';
 import { checkpointInputSchema } from './workflow-inputs';
 
-/** Workflow id prefix of everything protection starts for a cluster. */
-export const protectionIds = {
-  /** The Temporal Schedule that takes the periodic checkpoints. */
-  schedule: (cluster: string) => `vccr-protect-${cluster}`,
-  /** The workflow each scheduled action starts (Temporal appends the scheduled time). */
-  scheduledRun: (cluster: string) => `vccr-${cluster}-protect`,
-  /** The long-lived watch that notices failures and recovers the cluster. */
-  watch: (cluster: string) => `vccr-watch-${cluster}`,
-};
-
 const count = z.number().int().min(0).max(100_000);
 
 /**

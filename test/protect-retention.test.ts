@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { TestBed } from '../harness/testbed';
 import { temporalCliPath } from '../harness/dev-server';
 import { sleep } from '../common/proc';
-import { protectionIds } from '../common/protection';
+import { protectScheduleId } from '../common/ids';
 import type { Manifest } from '../common/manifest';
 import { assertRingContinued, sinceLastRestore } from './helpers/ring-check';
 import {
@@ -87,7 +87,7 @@ test(`${RUNS} scheduled checkpoints with --keep-last 3: bounded store and chains
   assert.match(cli, /recent runs:[\s\S]*COMPLETED\s+checkpoint ck-\S+ verified; kept 3, deleted 1/);
   assert.match(cli, /watch: WATCHING/);
   const listed = execFileSync(temporalCliPath(), ['schedule', 'list', '--address', bed.server.address], { encoding: 'utf8' });
-  assert.match(listed, new RegExp(protectionIds.schedule(CLUSTER)));
+  assert.match(listed, new RegExp(protectScheduleId(CLUSTER)));
 
   const list = await bed.vccr.checkpoints.list(CLUSTER);
   assert.equal(list.committed.length, 3, 'keep-last 3 leaves 3 committed checkpoints');

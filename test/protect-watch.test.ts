@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { TestBed } from '../harness/testbed';
 import { killRecordedVms } from '../harness/janitor';
 import { isAlive, sleep } from '../common/proc';
+import { watchWorkflowId } from '../common/ids';
 import type { WatchPhase, WatchState } from '../workflows/watch-definitions';
 import { assertRingContinued, sinceLastRestore } from './helpers/ring-check';
 import { JOURNAL_VM, RING_VMS, assertJournalContinued, assertRingAlive, journalAtCheckpoint, protectSpec, waitUntilRunning } from './helpers/protect-bed';
@@ -163,7 +164,7 @@ test('an unreachable host under the "operator" fencing rule: needs-operator unti
     for await (const wf of (await bed.temporal()).workflow.list({ query: `VccrCluster = '${CLUSTER}' AND VccrPhase = 'needs-operator'` })) listed.push(wf.workflowId);
     if (!listed.length) await sleep(200); // visibility follows the workflow a moment later
   }
-  assert.deepEqual(listed, [`vccr-watch-${CLUSTER}`], 'the Web UI can list it by its search attribute');
+  assert.deepEqual(listed, [watchWorkflowId(CLUSTER)], 'the Web UI can list it by its search attribute');
 
   assert.match(cli(['recover', CLUSTER, '--host-dead', 'b']), /hosts confirmed dead: b/);
   const done = await watchUntil((s) => s.recoveries.length > recoveries && s.phase === 'watching', 180_000, 'recovery onto the spare');

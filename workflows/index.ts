@@ -6,6 +6,7 @@ export { restartCluster } from './restart';
 export { shutdownCluster } from './shutdown';
 export { inspectCluster } from './inspect';
 export { listCheckpoints, showCheckpoint, verifyCheckpoint, deleteCheckpoint } from './checkpoints';
+export { doctorCluster } from './doctor';
 export { protectCluster } from './protect';
 export { watchCluster } from './watch';
 export { recoverCluster } from './recover';

@@ -12,6 +12,7 @@ import { ProgressTracker } from './progress';
 import { reasonOf, validateInput } from './validate';
 import { retainAndCompact, type RetentionOutcome } from './retention';
 import { withSummary } from './summary';
+import { checkpointWorkflowId } from '../common/ids';
 
 export interface ProtectRunResult {
   cluster: string;
@@ -82,7 +83,7 @@ async function checkpointAndVerify(cluster: string, mode: CheckpointMode, progre
   let result: CheckpointResult;
   try {
     result = await executeChild<(input: unknown) => Promise<CheckpointResult>>('checkpointCluster', {
-      workflowId: `vccr-${cluster}-checkpoint-${checkpointId}`,
+      workflowId: checkpointWorkflowId(cluster, checkpointId),
       taskQueue: workflowInfo().taskQueue,
       args: [{ cluster, checkpointId, ...(mode === 'live' ? { mode } : {}) }],
       workflowTaskTimeout: '3 seconds',

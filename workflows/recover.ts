@@ -8,11 +8,12 @@ import { ApplicationFailure, getExternalWorkflowHandle, executeChild, log, sleep
 import { recoverInputSchema, type Failure } from '../common/protection';
 import type { CheckpointSummary } from '../activities/controller/types';
 import type { RestartResult } from './restart';
-import { clusterWorkflowId, noteSignal } from './definitions';
+import { noteSignal } from './definitions';
 import { controllerActivities } from './proxies';
 import { ProgressTracker } from './progress';
 import { reasonOf, validateInput } from './validate';
 import { withSummary } from './summary';
+import { clusterWorkflowId, recoveryRestartWorkflowId } from '../common/ids';
 
 export interface RecoveryResult {
   cluster: string;
@@ -64,7 +65,7 @@ export async function recoverCluster(raw: unknown): Promise<RecoveryResult> {
     await untilFree(cluster, startedAt);
     try {
       const restart = await executeChild<(input: unknown) => Promise<RestartResult>>('restartCluster', {
-        workflowId: `vccr-${cluster}-restart-recovery-${ck.checkpointId}-${uuid4().slice(0, 8)}`.slice(0, 200),
+        workflowId: recoveryRestartWorkflowId(cluster, ck.checkpointId, uuid4().slice(0, 8)),
         taskQueue: info.taskQueue,
         args: [restartInputFor(cluster, ck, state.placement, input.hostMap, input.deadHosts)],
         workflowTaskTimeout: '3 seconds',

@@ -28,6 +28,7 @@ import { fenceHost, probeCluster } from './watch-probe';
 import { configureWatchSignal, operatorRecoverUpdate, stopWatchSignal, watchStateQuery, type WatchPhase, type WatchState } from './watch-definitions';
 import type { RecoveryResult } from './recover';
 import { withSummary } from './summary';
+import { isRecoveryRestart, recoveryWorkflowId } from '../common/ids';
 
 const RECOVERIES_KEPT = 20;
 /** While something looks wrong, look again this soon. */
@@ -181,7 +182,7 @@ class Watch {
   /** An operator launched, restarted or stopped the cluster since our last recovery: theirs to handle. */
   private operatorTookOver(record: ClusterState): boolean {
     const since = this.state.recoveries.at(-1)?.endedAt ?? 0;
-    return record.recent.some((r) => r.at > since && !r.workflowId.includes('-restart-recovery-') && ['launch', 'restart', 'shutdown'].includes(r.operation));
+    return record.recent.some((r) => r.at > since && !isRecoveryRestart(r.workflowId) && ['launch', 'restart', 'shutdown'].includes(r.operation));
   }
 
   /** Hosts whose VMs were moved away while they did not answer: once they answer, kill what they still run. */
@@ -201,7 +202,7 @@ class Watch {
     const { cluster, state } = this;
     const noticedAt = state.suspicion?.since ?? Date.now();
     const startedAt = Date.now();
-    const workflowId = `vccr-${cluster}-recover-${new Date(startedAt).toISOString().replace(/[:.]/g, '-')}`;
+    const workflowId = recoveryWorkflowId(cluster, new Date(startedAt).toISOString().replace(/[:.]/g, '-'));
     const moves = Object.entries(hostMap).map(([a, b]) => `${a}→${b}`);
     this.setPhase('recovering', `${failures.map(describeFailure).join('; ')}${moves.length ? `; moving ${moves.join(', ')}` : ''}`);
     try {

@@ -4,7 +4,7 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { writeFileAtomic } from '../../common/fsutil';
-import { protectionIds } from '../../common/protection';
+import { watchWorkflowId } from '../../common/ids';
 import { storeLayout } from '../../common/store-layout';
 import { childLogger } from '../../common/logger';
 import { watchStateQuery, type WatchState } from '../../workflows/watch-definitions';
@@ -24,7 +24,7 @@ export interface QueuePollers {
 export function protectionActivities(client: Client) {
   /** The watch's state, or undefined when the cluster has no running watch. */
   async function getWatchState(req: { cluster: string }): Promise<WatchState | undefined> {
-    const handle = client.workflow.getHandle(protectionIds.watch(req.cluster));
+    const handle = client.workflow.getHandle(watchWorkflowId(req.cluster));
     try {
       const d = await handle.describe();
       if (d.status.name !== 'RUNNING') return undefined;

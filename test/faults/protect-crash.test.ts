@@ -13,6 +13,7 @@ import { TestBed } from '../../harness/testbed';
 import { readConsole } from '../../harness/console';
 import { sleep } from '../../common/proc';
 import { progressQuery } from '../../workflows/definitions';
+import { protectScheduleId } from '../../common/ids';
 import { toVccrError } from '../../client/errors';
 import { assertRingContinued, sinceLastRestore } from '../helpers/ring-check';
 import {
@@ -32,6 +33,8 @@ import { PauseMonitor, RUNS, random, report } from './fault-bed';
 
 const CLUSTER = 'pf';
 const KEEP = 2;
+/** protectSpec's pause bound. */
+const PAUSE_BOUND_MS = 30_000;
 const HOME = Object.fromEntries([...RING_VMS, JOURNAL_VM].map((v) => [v.name, v.host]));
 const RUN_PHASES = ['check', 'checkpoint', 'verify', 'retention', 'merge', 'collect', 'done'];
 /** Typical phase lengths here, for picking a moment inside a phase. */
@@ -60,7 +63,7 @@ async function triggerRun(): Promise<string> {
   await bed.vccr.protection.trigger(CLUSTER);
   const client = await bed.temporal();
   for (let i = 0; i < 400; i++) {
-    const running = (await client.schedule.getHandle(`vccr-protect-${CLUSTER}`).describe()).info.runningActions[0];
+    const running = (await client.schedule.getHandle(protectScheduleId(CLUSTER)).describe()).info.runningActions[0];
     if (running) return running.workflow.workflowId;
     await sleep(50);
   }
@@ -146,6 +149,7 @@ describe('controller worker killed during a scheduled run', () => {
         }
         const maxPausedMs = await monitor.stop();
         assert.equal(outcome, 'completed', 'the scheduled run finishes');
+        assert.ok(maxPausedMs < PAUSE_BOUND_MS, `no VM paused as long as the bound (${maxPausedMs} ms)`);
         await assertProtectedState(where);
         assert.equal(await watchRecoveries(), recoveries, 'the watch did not act');
         const detail = `killed ${inside ? 'inside' : 'at the start of'} ${phase} (run was in ${seen})`;
