@@ -16,6 +16,7 @@ import { parseOrThrow } from '../common/errors';
 import { nameSchema } from '../common/names';
 import {
   LIVE_CHECKPOINTS_AVAILABLE,
+  formatDuration,
   protectRunInputSchema,
   retentionPolicySchema,
   watchSettingsSchema,
@@ -93,6 +94,7 @@ export class ProtectionClient {
       taskQueue: this.settings.controllerTaskQueue,
       args: [input],
       workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
+      staticSummary: `scheduled checkpoint of ${cluster} · every ${formatDuration(options.everyMs)} · keep last ${input.retention.keepLast}, hourly ${input.retention.keepHourly}, daily ${input.retention.keepDaily}`,
       typedSearchAttributes: [
         { key: VCCR_CLUSTER, value: cluster },
         { key: VCCR_OPERATION, value: 'protect' },
@@ -118,6 +120,7 @@ export class ProtectionClient {
       args: [{ cluster, settings: watchSettings }],
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
+      staticSummary: `watch of ${cluster} · recovers it when a VM or a host dies`,
     });
     await watch.signal(configureWatchSignal, watchSettings);
     return this.status(cluster);
