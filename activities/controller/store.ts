@@ -13,6 +13,7 @@ import { absolutePathSchema, CHECKPOINT_ID_PATTERN } from '../../common/names';
 import { storeLayout, type DiskChainRecord } from '../../common/store-layout';
 import { childLogger } from '../../common/logger';
 import { sha256File } from '../host/hasher';
+import { testHook } from '../test-hooks';
 import type {
   AbortCheckpointRequest,
   BeginCheckpointReply,
@@ -55,6 +56,7 @@ export async function readManifest(path: string): Promise<Manifest | undefined> 
 
 async function checkpointIds(store: string, cluster: string): Promise<string[]> {
   try {
+    await testHook('gc:list-checkpoints');
     return (await readdir(storeLayout.clusterDir(store, cluster), { withFileTypes: true }))
       .filter((e) => e.isDirectory() && CHECKPOINT_ID_PATTERN.test(e.name))
       .map((e) => e.name);
@@ -143,6 +145,7 @@ export async function commitCheckpoint(req: { manifest: Manifest }): Promise<{ p
     }
   }
   await writeFileAtomic(path, JSON.stringify(manifest, null, 2) + '\n', 0o600);
+  await testHook('commit:after-write');
   log.info({ cluster: manifest.cluster, checkpoint: manifest.checkpointId, bytes: manifest.totalBytes }, 'checkpoint committed');
   return { path };
 }
@@ -350,6 +353,7 @@ export async function collectGarbage(req: { store: string; cluster: string }): P
         const chain: DiskChainRecord = parsed.data;
         for (const layer of [chain.active, ...chain.backing]) referenced.add(layer);
       }
+      await testHook('gc:after-chain', vm);
       for (const f of await readdir(dir)) if (f.endsWith('.qcow2')) layers.push(join(dir, f));
     }
   }

@@ -2,6 +2,7 @@
 // of this host's VMs at once and works on them in parallel; each is idempotent, so an activity retried
 // after a worker crash finds what was already done and goes on.
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { hostNow } from './clock';
 import { chmod, rm, rename, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
@@ -13,6 +14,7 @@ import { writeChainRecord } from './disks';
 import { consoleSize } from './launch';
 import { StateReceiver } from './transfer';
 import { ensurePauseGuard } from './guard';
+import { testHook } from '../test-hooks';
 import type { HostRuntime } from './runtime';
 import type { VmRecord } from './registry';
 import type {
@@ -44,7 +46,7 @@ function eachVm<T>(runtime: HostRuntime, cluster: string, vms: string[], step: (
 }
 
 export async function prepareCheckpoint(runtime: HostRuntime, req: PrepareRequest): Promise<PrepareReport> {
-  const receivedAt = Date.now();
+  const receivedAt = hostNow();
   const dir = storeLayout.checkpointDir(req.store, req.cluster, req.checkpointId);
   if (!existsSync(dir)) {
     throw ApplicationFailure.nonRetryable(`checkpoint folder ${dir} is not visible from host ${runtime.hostId} (is the store shared?)`, 'StoreNotShared');
@@ -78,7 +80,7 @@ export async function prepareCheckpoint(runtime: HostRuntime, req: PrepareReques
 }
 
 export async function pauseVms(runtime: HostRuntime, req: PauseRequest): Promise<VmTimestamp[]> {
-  const receivedAt = Date.now();
+  const receivedAt = hostNow();
   // Not behind runtime.exclusive(): the pause barrier is on the critical path, and stop is idempotent.
   const records = req.vms.map((vm) => runtime.requireVm(req.cluster, vm));
   ensurePauseGuard(runtime.registry.stateDir);
@@ -88,8 +90,9 @@ export async function pauseVms(runtime: HostRuntime, req: PauseRequest): Promise
   await until(req.notBefore);
   return Promise.all(
     records.map(async (record, i) => {
+      await testHook('pause:before-stop', record.name);
       await qmps[i]?.command('stop');
-      const at = Date.now();
+      const at = hostNow();
       const offset = consoleSize(record);
       return { name: record.name, at, receivedAt, ...(offset !== undefined ? { consoleOffset: offset } : {}) };
     }),
@@ -98,12 +101,13 @@ export async function pauseVms(runtime: HostRuntime, req: PauseRequest): Promise
 
 /** Waits until the epoch ms `at` (a timed barrier: every host acts at the same moment). */
 async function until(at: number | undefined): Promise<void> {
-  const wait = at === undefined ? 0 : at - Date.now();
+  const wait = at === undefined ? 0 : at - hostNow();
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
 }
 
 export async function freezeDisks(runtime: HostRuntime, req: FreezeRequest): Promise<FrozenVm[]> {
   return eachVm(runtime, req.cluster, req.vms, async (record) => {
+    await testHook('freeze:before', record.name);
     runtime.watchdog.check(record, req.checkpointId);
     const qmp = await runtime.qmp(record);
     const blocks = await qmp.command('query-block');
@@ -138,7 +142,7 @@ export async function freezeDisks(runtime: HostRuntime, req: FreezeRequest): Pro
     for (const c of chains) {
       await writeChainRecord(req.store, { cluster: req.cluster, vm: record.name, disk: c.id, active: c.active, backing: c.backing });
     }
-    return { name: record.name, disks: frozen, at: Date.now() };
+    return { name: record.name, disks: frozen, at: hostNow() };
   });
 }
 
@@ -200,7 +204,7 @@ async function saveOne(
     await rm(partial, { force: true });
     throw err;
   }
-  const startedAt = Date.now();
+  const startedAt = hostNow();
   const finished = qmp.waitForEvent(
     'MIGRATION',
     (e) => ['completed', 'failed', 'cancelled'].includes(String((e.data as { status?: string }).status)),
@@ -208,6 +212,7 @@ async function saveOne(
   );
   finished.catch(() => undefined);
   try {
+    await testHook('save:before-migrate', record.name);
     await qmp.command('migrate', { uri: `unix:${socket}` });
   } catch (err) {
     receiver.abort(err);
@@ -223,13 +228,14 @@ async function saveOne(
       throw new Error(`saving VM ${record.name} failed: migration ${status}${info?.['error-desc'] ? `: ${info['error-desc']}` : ''}`);
     }
     result = transfer;
+    await testHook('save:after-migration', record.name);
   } catch (err) {
     receiver.abort(err);
     await qmp.command('migrate_cancel').catch(() => undefined); // best effort: QEMU may be gone
     await rm(partial, { force: true });
     throw err;
   }
-  const finishedAt = Date.now();
+  const finishedAt = hostNow();
   await rename(partial, file);
   fsyncDir(dirname(file));
   const saved = { size: result.size, sha256: result.sha256, startedAt, finishedAt };
@@ -243,7 +249,7 @@ async function saveOne(
  * paused. Never throws for a single VM; the report says which ones failed and why.
  */
 export async function resumeVms(runtime: HostRuntime, req: ResumeRequest): Promise<ResumeReport> {
-  const receivedAt = Date.now();
+  const receivedAt = hostNow();
   const known = req.vms.map((vm) => runtime.registry.get(req.cluster, vm));
   const release = () => {
     if (!req.checkpointId) return;
@@ -266,8 +272,9 @@ export async function resumeVms(runtime: HostRuntime, req: ResumeRequest): Promi
         const migration = await qmp.command('query-migrate');
         if (migration.status === 'active' || migration.status === 'setup') await qmp.command('migrate_cancel');
       }
+      await testHook('resume:before-cont', name);
       await qmp.command('cont'); // a no-op on a running VM
-      return { name, at: Date.now(), receivedAt };
+      return { name, at: hostNow(), receivedAt };
     }),
   );
   if (!req.abandon) release();

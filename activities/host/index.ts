@@ -5,6 +5,7 @@ import { launchVms, verifyStateFiles, loadVmStates } from './restore-steps';
 import { ProgressReporter, type SignalProgress } from './progress';
 import type { HostRuntime } from './runtime';
 import { allHeartbeating } from '../heartbeat';
+import { withStepHooks } from '../test-hooks';
 import type {
   EnsureGoneRequest,
   FreezeRequest,
@@ -20,7 +21,7 @@ import type {
 } from './types';
 
 export function createHostActivities(runtime: HostRuntime, signalProgress: SignalProgress) {
-  return allHeartbeating({
+  return allHeartbeating(withStepHooks({
     launchVms: (req: LaunchRequest) => launchVms(runtime, req),
     inspectVms: (req: VmRef) => inspectVms(runtime, req),
     stopVms: (req: StopRequest) => stopVms(runtime, req),
@@ -47,7 +48,7 @@ export function createHostActivities(runtime: HostRuntime, signalProgress: Signa
         await progress.flush();
       }
     },
-  });
+  }));
 }
 
 export type HostActivities = ReturnType<typeof createHostActivities>;

@@ -1,10 +1,12 @@
 // The host's part of a restart: check the state files, launch each VM waiting for its state, stream the
 // state in. The cluster is resumed by resumeVms once every VM of every host has loaded (the load barrier).
 import { Context, ApplicationFailure } from '@temporalio/activity';
+import { hostNow } from './clock';
 import { join } from 'node:path';
 import { sha256File } from './hasher';
 import { launchVm } from './launch';
 import { sendState } from './transfer';
+import { testHook } from '../test-hooks';
 import type { HostRuntime } from './runtime';
 import type { LaunchedVm, LaunchRequest, LoadRequest, VerifyStateRequest, VmTimestamp } from './types';
 
@@ -52,7 +54,7 @@ export async function loadVmStates(
   reportProgress: (vm: string, done: number, total: number) => void,
 ): Promise<VmTimestamp[]> {
   const ctx = Context.current();
-  const receivedAt = Date.now();
+  const receivedAt = hostNow();
   const beat = setInterval(() => ctx.heartbeat(), 1000);
   try {
     return await Promise.all(
@@ -63,7 +65,7 @@ export async function loadVmStates(
           const { status: before } = await qmp.command('query-status');
           if (record.restoringFrom !== req.checkpointId && before !== 'inmigrate') {
             // Loaded by an earlier attempt whose result was lost.
-            if (before === 'paused' || before === 'running') return { name: vm.name, at: Date.now(), before };
+            if (before === 'paused' || before === 'running') return { name: vm.name, at: hostNow(), before };
           }
           if (before !== 'inmigrate') {
             throw ApplicationFailure.nonRetryable(`VM ${vm.name} is ${before}, not waiting for its state`, 'NotIncoming');
@@ -77,6 +79,7 @@ export async function loadVmStates(
           );
           done.catch(() => undefined);
           await qmp.command('migrate-incoming', { uri: `unix:${socket}` });
+          await testHook('load:before-send', vm.name);
           const sent = await sendState(socket, vm.file, {
             signal: ctx.cancellationSignal,
             onProgress: (bytes) => reportProgress(vm.name, bytes, vm.size),
@@ -87,10 +90,11 @@ export async function loadVmStates(
           const event = await done;
           const status = String((event.data as { status?: string }).status);
           if (status !== 'completed') throw new Error(`loading VM ${vm.name} failed: migration ${status}`);
+          await testHook('load:before-record', vm.name);
           const { restoringFrom: _done, ...loaded } = record;
           runtime.registry.put(loaded);
           reportProgress(vm.name, vm.size, vm.size);
-          return { name: vm.name, at: Date.now(), before, receivedAt };
+          return { name: vm.name, at: hostNow(), before, receivedAt };
         }),
       ),
     );

@@ -4,6 +4,7 @@
 // is released or expired, a late pause or save for that checkpoint is refused.
 // If the worker itself dies, the detached pause guard (workers/pause-guard.ts) does the same a moment later.
 import { rmSync } from 'node:fs';
+import { hostNow } from './clock';
 import { ApplicationFailure } from '@temporalio/activity';
 import { leasePath, leaseTimes, readLease, writeLease, type PauseLease } from './lease';
 import type { HostRuntime } from './runtime';
@@ -39,7 +40,7 @@ export class PauseWatchdog {
       this.arm(record, existing);
       return existing;
     }
-    const now = Date.now();
+    const now = hostNow();
     const lease: PauseLease = { checkpointId, state: 'held', pausedAt: now, ...leaseTimes(now, boundMs) };
     this.write(record, lease);
     this.arm(record, lease);
@@ -63,7 +64,7 @@ export class PauseWatchdog {
         'NotPaused',
       );
     }
-    if (Date.now() >= lease.deadline) {
+    if (hostNow() >= lease.deadline) {
       throw ApplicationFailure.nonRetryable(`the pause bound of VM ${record.name} has passed`, 'PauseBoundExceeded');
     }
   }
@@ -100,7 +101,7 @@ export class PauseWatchdog {
 
   private arm(record: VmRecord, lease: PauseLease): void {
     this.disarm(record);
-    const timer = setTimeout(() => void this.expire(record, lease.checkpointId), Math.max(0, lease.deadline - Date.now()));
+    const timer = setTimeout(() => void this.expire(record, lease.checkpointId), Math.max(0, lease.deadline - hostNow()));
     timer.unref();
     this.timers.set(this.key(record), timer);
   }
