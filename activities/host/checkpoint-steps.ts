@@ -86,17 +86,38 @@ export async function pauseVms(runtime: HostRuntime, req: PauseRequest): Promise
   ensurePauseGuard(runtime.registry.stateDir);
   // Everything that can be done before the stop is done first, so the stops themselves go out together.
   const qmps = await Promise.all(records.map((record) => runtime.qmp(record)));
-  for (const record of records) runtime.watchdog.hold(record, req.checkpointId, req.pauseBoundMs);
-  await until(req.notBefore);
+  const leases = records.map((record) => runtime.watchdog.hold(record, req.checkpointId, req.pauseBoundMs));
+  await until(barrierTime(runtime, req.notBefore, Math.min(...leases.map((l) => l.deadline))));
   return Promise.all(
     records.map(async (record, i) => {
       await testHook('pause:before-stop', record.name);
+      // The checkpoint may have been abandoned, or its bound passed, while we waited: then no stop. Nothing
+      // is awaited between this check and the stop, so a resume of this VM goes out after the stop.
+      runtime.watchdog.check(record, req.checkpointId);
       await qmps[i]?.command('stop');
       const at = hostNow();
       const offset = consoleSize(record);
       return { name: record.name, at, receivedAt, ...(offset !== undefined ? { consoleOffset: offset } : {}) };
     }),
   );
+}
+
+/**
+ * The workflow schedules a timed barrier at most about a second ahead (workflows/proxies.ts); one that
+ * looks further off than this means this host's clock is behind, and waiting for it would keep the
+ * other hosts' VMs paused (or outlast the pause lease): act now instead.
+ */
+export const MAX_BARRIER_WAIT_MS = 2500;
+
+/** When to act for a barrier at `notBefore`: never later than `latest`, nor absurdly far ahead. */
+function barrierTime(runtime: HostRuntime, notBefore: number | undefined, latest = Number.POSITIVE_INFINITY): number | undefined {
+  if (notBefore === undefined) return undefined;
+  const now = hostNow();
+  if (notBefore - now > MAX_BARRIER_WAIT_MS) {
+    runtime.log.warn({ aheadMs: notBefore - now }, 'barrier scheduled implausibly far ahead: this host clock is behind; acting now');
+    return now;
+  }
+  return Math.min(notBefore, latest);
 }
 
 /** Waits until the epoch ms `at` (a timed barrier: every host acts at the same moment). */
@@ -250,15 +271,21 @@ async function saveOne(
  */
 export async function resumeVms(runtime: HostRuntime, req: ResumeRequest): Promise<ResumeReport> {
   const receivedAt = hostNow();
-  const known = req.vms.map((vm) => runtime.registry.get(req.cluster, vm));
-  const release = () => {
-    if (!req.checkpointId) return;
-    for (const record of known) if (record && record.host === runtime.hostId) runtime.watchdog.release(record, req.checkpointId);
+  const ours = (name: string) => {
+    const record = runtime.registry.get(req.cluster, name);
+    return record?.host === runtime.hostId ? record : undefined;
   };
-  // Abandoning: release the leases first, so a pause or save of this checkpoint that arrives late is refused.
-  if (req.abandon) release();
+  const checkpointId = req.checkpointId;
+  // Abandoning: end the checkpoint first, so a pause or save of it that arrives late is refused; each lease
+  // stays armed until its VM's cont succeeded (a worker dying in between leaves the VM to the guard).
+  if (req.abandon && checkpointId) {
+    for (const name of req.vms) {
+      const record = ours(name);
+      if (record) runtime.watchdog.abandon(record, checkpointId);
+    }
+  }
   const sessions = await Promise.allSettled(req.vms.map(async (name) => runtime.qmp(runtime.requireVm(req.cluster, name))));
-  await until(req.notBefore);
+  await until(barrierTime(runtime, req.notBefore));
   const outcomes = await Promise.allSettled(
     req.vms.map(async (name, i): Promise<VmTimestamp> => {
       const session = sessions[i];
@@ -274,10 +301,11 @@ export async function resumeVms(runtime: HostRuntime, req: ResumeRequest): Promi
       }
       await testHook('resume:before-cont', name);
       await qmp.command('cont'); // a no-op on a running VM
+      const record = checkpointId ? ours(name) : undefined;
+      if (record && checkpointId) runtime.watchdog.release(record, checkpointId);
       return { name, at: hostNow(), receivedAt };
     }),
   );
-  if (!req.abandon) release();
   const report: ResumeReport = { resumed: [], failed: [] };
   outcomes.forEach((o, i) => {
     if (o.status === 'fulfilled') report.resumed.push(o.value);

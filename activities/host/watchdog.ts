@@ -6,7 +6,7 @@
 import { rmSync } from 'node:fs';
 import { hostNow } from './clock';
 import { ApplicationFailure } from '@temporalio/activity';
-import { leasePath, leaseTimes, readLease, writeLease, type PauseLease } from './lease';
+import { leasePath, leaseTimes, mayBePaused, readLease, writeLease, type PauseLease } from './lease';
 import type { HostRuntime } from './runtime';
 import type { VmRecord } from './registry';
 
@@ -47,12 +47,27 @@ export class PauseWatchdog {
     return lease;
   }
 
-  /** Called when the VM is resumed by the protocol (or the checkpoint is abandoned). */
+  /**
+   * Called when the checkpoint is abandoned, before its VMs are resumed: every later step of it is refused
+   * from now on, but the lease keeps its deadline and stays armed until `release` (after a successful cont),
+   * so a worker dying in between leaves the VM to the watchdog or the guard, never paused for good.
+   */
+  abandon(record: VmRecord, checkpointId: string): void {
+    const existing = this.read(record);
+    if (existing?.checkpointId !== checkpointId) {
+      // Its pause has not arrived (yet): end the checkpoint here, so a late pause is refused.
+      this.write(record, { checkpointId, state: 'released', pausedAt: 0, deadline: 0, guardAfterMs: 0 });
+      return;
+    }
+    if (existing.state === 'held') this.write(record, { ...existing, state: 'abandoning' });
+  }
+
+  /** Called once the VM was resumed by the protocol (its cont succeeded). */
   release(record: VmRecord, checkpointId: string): void {
     const existing = this.read(record);
-    this.disarm(record);
-    if (existing?.checkpointId === checkpointId && existing.state !== 'held') return;
+    if (existing?.checkpointId === checkpointId && !mayBePaused(existing)) return;
     this.write(record, { checkpointId, state: 'released', pausedAt: existing?.pausedAt ?? 0, deadline: existing?.deadline ?? 0, guardAfterMs: 0 });
+    this.disarm(record);
   }
 
   /** Refuses to go on with a checkpoint whose pause is no longer held (bound passed, or ended). */
@@ -80,7 +95,7 @@ export class PauseWatchdog {
     for (const record of this.runtime.registry.list()) {
       if (record.host !== this.runtime.hostId) continue;
       const lease = this.read(record);
-      if (lease?.state === 'held') this.arm(record, lease);
+      if (lease && mayBePaused(lease)) this.arm(record, lease);
     }
   }
 
@@ -109,7 +124,7 @@ export class PauseWatchdog {
   private async expire(record: VmRecord, checkpointId: string): Promise<void> {
     this.timers.delete(this.key(record));
     const lease = this.read(record);
-    if (!lease || lease.checkpointId !== checkpointId || lease.state !== 'held') return;
+    if (!lease || lease.checkpointId !== checkpointId || !mayBePaused(lease)) return;
     this.write(record, { ...lease, state: 'expired' });
     const log = this.runtime.log.child({ vm: record.name, cluster: record.cluster, checkpoint: checkpointId });
     log.error('pause bound passed: resuming the VM and abandoning the checkpoint on it');
