@@ -142,9 +142,10 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
       return report.resumed;
     });
     progress.vms(Object.keys(placement), 'running');
+    // Still under the cluster lock: a checkpoint freezing disks meanwhile would add layers GC has not seen.
+    await controller.quick.collectGarbage({ store, cluster }).catch((err: unknown) => log.warn('garbage collection failed', { err: reasonOf(err) }));
     progress.phase('done');
     await releaseCluster(cluster, { outcome: 'completed', status: 'running', placement, checkpointId });
-    await controller.quick.collectGarbage({ store, cluster }).catch((err: unknown) => log.warn('garbage collection failed', { err: reasonOf(err) }));
 
     const loadedAt = new Map([...loaded.values()].flat().map((t: VmTimestamp) => [t.name, t.at]));
     const resumedAt = new Map([...resumed.values()].flat().map((t: VmTimestamp) => [t.name, t.at]));
