@@ -10,10 +10,11 @@ import { describeZodError } from '../../common/errors';
 import { fsyncDir, writeFileAtomic } from '../../common/fsutil';
 import { failureRecordSchema, manifestSchema, resumeRecordSchema, type Manifest } from '../../common/manifest';
 import { absolutePathSchema, CHECKPOINT_ID_PATTERN } from '../../common/names';
-import { storeLayout, type DiskChainRecord } from '../../common/store-layout';
+import { storeLayout } from '../../common/store-layout';
 import { childLogger } from '../../common/logger';
 import { sha256File } from '../host/hasher';
 import { testHook } from '../test-hooks';
+import { collectGarbage } from './garbage';
 import type {
   AbortCheckpointRequest,
   BeginCheckpointReply,
@@ -30,8 +31,6 @@ import type {
 } from './types';
 
 const log = childLogger('store');
-
-const diskChainSchema = z.object({ vm: z.string(), disk: z.string(), active: z.string(), backing: z.array(z.string()) }).strict();
 
 function fail(message: string, type: string): never {
   throw ApplicationFailure.nonRetryable(message, type);
@@ -56,7 +55,6 @@ export async function readManifest(path: string): Promise<Manifest | undefined> 
 
 async function checkpointIds(store: string, cluster: string): Promise<string[]> {
   try {
-    await testHook('gc:list-checkpoints');
     return (await readdir(storeLayout.clusterDir(store, cluster), { withFileTypes: true }))
       .filter((e) => e.isDirectory() && CHECKPOINT_ID_PATTERN.test(e.name))
       .map((e) => e.name);
@@ -326,44 +324,4 @@ export async function deleteCheckpoint(req: DeleteCheckpointRequest): Promise<De
   await rm(dir, { recursive: true, force: true });
   const garbage = await collectGarbage({ store: req.store, cluster: req.cluster });
   return { checkpointId: req.checkpointId, removedFiles, ...garbage };
-}
-
-/**
- * Deletes disk layers under <store>/<cluster>/_disks that no committed manifest and no running VM's chain
- * (chain.json) refers to. Base images outside the store are never candidates.
- */
-export async function collectGarbage(req: { store: string; cluster: string }): Promise<GarbageReport> {
-  const referenced = new Set<string>();
-  for (const m of await committedManifests(req.store, req.cluster)) {
-    for (const vm of m.vms) for (const d of vm.disks) for (const layer of [d.frozen, ...d.backing]) referenced.add(layer);
-  }
-  const disksDir = storeLayout.disksDir(req.store, req.cluster);
-  const layers: string[] = [];
-  for (const vm of await readdir(disksDir).catch(() => [] as string[])) {
-    for (const disk of await readdir(join(disksDir, vm)).catch(() => [] as string[])) {
-      const dir = join(disksDir, vm, disk);
-      const chainPath = join(dir, 'chain.json');
-      if (existsSync(chainPath)) {
-        const parsed = diskChainSchema.safeParse(await readJson(chainPath).catch(() => null));
-        if (!parsed.success) {
-          // Unknown live chain: keep everything of this disk rather than guess.
-          for (const f of await readdir(dir)) referenced.add(join(dir, f));
-          continue;
-        }
-        const chain: DiskChainRecord = parsed.data;
-        for (const layer of [chain.active, ...chain.backing]) referenced.add(layer);
-      }
-      await testHook('gc:after-chain', vm);
-      for (const f of await readdir(dir)) if (f.endsWith('.qcow2')) layers.push(join(dir, f));
-    }
-  }
-  const removedLayers: string[] = [];
-  for (const layer of layers) {
-    if (!referenced.has(layer)) {
-      await rm(layer, { force: true });
-      removedLayers.push(layer);
-    }
-  }
-  if (removedLayers.length) log.info({ cluster: req.cluster, removed: removedLayers.length }, 'removed unreferenced disk layers');
-  return { removedLayers, removedPartials: [] };
 }
