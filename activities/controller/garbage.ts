@@ -4,8 +4,8 @@
 // it can prove nothing needs it: if it cannot read a checkpoint folder, a manifest or the store, it stops
 // and says what it could not read.
 import { existsSync, type Dirent } from 'node:fs';
-import { readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, readdir, readFile, realpath, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { describeZodError } from '../../common/errors';
 import { manifestSchema } from '../../common/manifest';
@@ -68,12 +68,16 @@ async function layersOfManifests(store: string, cluster: string): Promise<Set<st
   return named;
 }
 
-/** The layers under _disks, and every layer a running VM's chain names (added to `named`). */
+/**
+ * The layers under _disks (<vm>/<disk>/*.qcow2), and every layer a running VM's chain names (added to
+ * `named`). Only real folders and regular files count: a symlink is never followed (it could lead out of
+ * the store), and whatever else an operator left there is left alone.
+ */
 async function layersOnDisk(store: string, cluster: string, named: Set<string>): Promise<string[]> {
   const disksDir = storeLayout.disksDir(store, cluster);
   const layers: string[] = [];
-  for (const vm of await listDir(disksDir, true)) {
-    for (const disk of await listDir(join(disksDir, vm.name), false).catch(() => [] as Dirent[])) {
+  for (const vm of (await listDir(disksDir, true)).filter((e) => e.isDirectory())) {
+    for (const disk of (await listDir(join(disksDir, vm.name), false)).filter((e) => e.isDirectory())) {
       const dir = join(disksDir, vm.name, disk.name);
       const chainPath = join(dir, 'chain.json');
       if (existsSync(chainPath)) {
@@ -90,10 +94,18 @@ async function layersOnDisk(store: string, cluster: string, named: Set<string>):
         for (const layer of [record.active, ...record.backing]) named.add(layer);
       }
       await testHook('gc:after-chain', vm.name);
-      for (const f of await listDir(dir, false)) if (f.name.endsWith('.qcow2')) layers.push(join(dir, f.name));
+      for (const f of await listDir(dir, false)) if (f.isFile() && f.name.endsWith('.qcow2')) layers.push(join(dir, f.name));
     }
   }
   return layers;
+}
+
+/** Still a regular file (not a link) whose real folder lies inside the cluster's real _disks folder. */
+async function isLayerFile(layer: string, realDisksDir: string): Promise<boolean> {
+  const st = await lstat(layer).catch(() => undefined);
+  if (!st?.isFile()) return false;
+  const dir = await realpath(dirname(layer)).catch(() => '');
+  return dir.startsWith(`${realDisksDir}/`);
 }
 
 /**
@@ -112,8 +124,9 @@ export async function collectGarbage(req: { store: string; cluster: string }): P
     return { removedLayers: [], removedPartials: [], skipped: `garbage collection stopped: ${err.message}` };
   }
   const removedLayers: string[] = [];
+  const disksDir = await realpath(storeLayout.disksDir(req.store, req.cluster)).catch(() => undefined);
   for (const layer of layers) {
-    if (named.has(layer)) continue;
+    if (named.has(layer) || !disksDir || !(await isLayerFile(layer, disksDir))) continue;
     await rm(layer, { force: true });
     removedLayers.push(layer);
   }
