@@ -74,10 +74,13 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
     progress.addVms(placement);
     progress.vms(Object.keys(placement), 'verifying');
     const byName = new Map(manifest.vms.map((vm) => [vm.name, vm]));
-    const stateFile = (vm: string) => `${store}/${cluster}/${checkpointId}/${byName.get(vm)?.state.file ?? ''}`;
+    // Hosts read state files only by checkpoint and VM name (never a path a caller could point elsewhere).
     await onEveryHost(targets, (host, vms) =>
       hosts(host).transfer('1 hour').verifyStateFiles({
-        files: vms.map((vm) => ({ vm, file: stateFile(vm), size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
+        store,
+        cluster,
+        checkpointId,
+        files: vms.map((vm) => ({ vm, size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
       }),
     );
 
@@ -122,9 +125,10 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
     const loadSentAt = Date.now();
     const loaded = await onEveryHost(targets, (host, vms) =>
       hosts(host).transfer('1 hour').loadVmStates({
+        store,
         cluster,
         checkpointId,
-        vms: vms.map((vm) => ({ name: vm, file: stateFile(vm), size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
+        vms: vms.map((vm) => ({ name: vm, size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
         progressWorkflowId: info.workflowId,
       }),
     );

@@ -150,6 +150,10 @@ export async function freezeDisks(runtime: HostRuntime, req: FreezeRequest): Pro
         if (current.file !== disk.active) {
           throw new Error(`VM ${record.name} disk ${disk.id} runs on ${current.file}, but the record says ${disk.active}`);
         }
+        if (dirname(newActive) !== dirname(disk.active)) {
+          // The store of a request must be the one the VM's disk lives in: never move a disk elsewhere.
+          throw ApplicationFailure.nonRetryable(`store ${req.store} is not where disk ${disk.id} of VM ${record.name} lives (${dirname(disk.active)})`, 'InvalidRequest');
+        }
         await qmp.command('blockdev-snapshot-sync', { device, 'snapshot-file': newActive, format: 'qcow2' });
         frozenLayer = disk.active;
         backing = disk.backing;

@@ -1,4 +1,9 @@
-// Activities a host worker runs, bound to its runtime. Workflows call them on the host's task queue.
+// Activities a host worker runs, bound to its runtime. Workflows call them on the host's task queue. The
+// worker trusts no caller: every request is validated with its schema (requests.ts) before anything is
+// done, and refused as InvalidRequest, naming the field, otherwise.
+import { ApplicationFailure } from '@temporalio/activity';
+import type { z } from 'zod';
+import { describeZodError } from '../../common/errors';
 import { inspectVms, stopVms, ensureVmsGone } from './lifecycle';
 import { prepareCheckpoint, pauseVms, freezeDisks, saveVmStates, resumeVms } from './checkpoint-steps';
 import { launchVms, verifyStateFiles, loadVmStates } from './restore-steps';
@@ -6,30 +11,39 @@ import { ProgressReporter, type SignalProgress } from './progress';
 import type { HostRuntime } from './runtime';
 import { allHeartbeating } from '../heartbeat';
 import { withStepHooks } from '../test-hooks';
-import type {
-  EnsureGoneRequest,
-  FreezeRequest,
-  LaunchRequest,
-  LoadRequest,
-  PauseRequest,
-  PrepareRequest,
-  ResumeRequest,
-  SaveRequest,
-  StopRequest,
-  VerifyStateRequest,
-  VmRef,
-} from './types';
+import {
+  ensureGoneRequestSchema,
+  freezeRequestSchema,
+  launchRequestSchema,
+  loadRequestSchema,
+  pauseRequestSchema,
+  prepareRequestSchema,
+  resumeRequestSchema,
+  saveRequestSchema,
+  stopRequestSchema,
+  verifyStateRequestSchema,
+  vmRefSchema,
+} from './requests';
+
+/** Runs `step` on the request only once it passed `schema`. */
+function validated<S extends z.ZodType, R>(name: string, schema: S, step: (req: z.output<S>) => Promise<R>): (req: z.input<S>) => Promise<R> {
+  return async (raw) => {
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) throw ApplicationFailure.nonRetryable(describeZodError(parsed.error, `${name} request`), 'InvalidRequest');
+    return step(parsed.data);
+  };
+}
 
 export function createHostActivities(runtime: HostRuntime, signalProgress: SignalProgress) {
   return allHeartbeating(withStepHooks({
-    launchVms: (req: LaunchRequest) => launchVms(runtime, req),
-    inspectVms: (req: VmRef) => inspectVms(runtime, req),
-    stopVms: (req: StopRequest) => stopVms(runtime, req),
-    ensureVmsGone: (req: EnsureGoneRequest) => ensureVmsGone(runtime, req),
-    prepareCheckpoint: (req: PrepareRequest) => prepareCheckpoint(runtime, req),
-    pauseVms: (req: PauseRequest) => pauseVms(runtime, req),
-    freezeDisks: (req: FreezeRequest) => freezeDisks(runtime, req),
-    saveVmStates: async (req: SaveRequest) => {
+    launchVms: validated('launchVms', launchRequestSchema, (req) => launchVms(runtime, req)),
+    inspectVms: validated('inspectVms', vmRefSchema, (req) => inspectVms(runtime, req)),
+    stopVms: validated('stopVms', stopRequestSchema, (req) => stopVms(runtime, req)),
+    ensureVmsGone: validated('ensureVmsGone', ensureGoneRequestSchema, (req) => ensureVmsGone(runtime, req)),
+    prepareCheckpoint: validated('prepareCheckpoint', prepareRequestSchema, (req) => prepareCheckpoint(runtime, req)),
+    pauseVms: validated('pauseVms', pauseRequestSchema, (req) => pauseVms(runtime, req)),
+    freezeDisks: validated('freezeDisks', freezeRequestSchema, (req) => freezeDisks(runtime, req)),
+    saveVmStates: validated('saveVmStates', saveRequestSchema, async (req) => {
       const progress = new ProgressReporter(req.progressWorkflowId, signalProgress);
       try {
         return await saveVmStates(runtime, req, progress.report);
@@ -37,17 +51,17 @@ export function createHostActivities(runtime: HostRuntime, signalProgress: Signa
         // Not awaited: the last progress signal must not delay the save barrier (it is inside the pause).
         void progress.flush();
       }
-    },
-    resumeVms: (req: ResumeRequest) => resumeVms(runtime, req),
-    verifyStateFiles: (req: VerifyStateRequest) => verifyStateFiles(runtime, req),
-    loadVmStates: async (req: LoadRequest) => {
+    }),
+    resumeVms: validated('resumeVms', resumeRequestSchema, (req) => resumeVms(runtime, req)),
+    verifyStateFiles: validated('verifyStateFiles', verifyStateRequestSchema, (req) => verifyStateFiles(runtime, req)),
+    loadVmStates: validated('loadVmStates', loadRequestSchema, async (req) => {
       const progress = new ProgressReporter(req.progressWorkflowId, signalProgress);
       try {
         return await loadVmStates(runtime, req, progress.report);
       } finally {
         await progress.flush();
       }
-    },
+    }),
   }));
 }
 

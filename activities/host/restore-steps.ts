@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { sha256File } from './hasher';
 import { launchVm } from './launch';
 import { sendState } from './transfer';
+import { storeLayout } from '../../common/store-layout';
 import { testHook } from '../test-hooks';
 import type { HostRuntime } from './runtime';
 import type { LaunchedVm, LaunchRequest, LoadRequest, VerifyStateRequest, VmTimestamp } from './types';
@@ -34,14 +35,14 @@ export async function launchVms(runtime: HostRuntime, req: LaunchRequest): Promi
 }
 
 /** Reads every state file this host will load and compares it with the manifest, before anything starts. */
-/** Reads every state file this host will load and compares it with the manifest, before anything starts. */
 export async function verifyStateFiles(_runtime: HostRuntime, req: VerifyStateRequest): Promise<Array<{ vm: string; ok: true }>> {
   const ctx = Context.current();
   return Promise.all(
     req.files.map(async (f) => {
-      const sha256 = await sha256File(f.file, (bytes) => ctx.heartbeat({ vm: f.vm, bytes }));
+      const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, f.vm);
+      const sha256 = await sha256File(file, (bytes) => ctx.heartbeat({ vm: f.vm, bytes }));
       if (sha256 !== f.sha256) {
-        throw ApplicationFailure.nonRetryable(`state file ${f.file} of VM ${f.vm} does not match its checksum`, 'ChecksumMismatch');
+        throw ApplicationFailure.nonRetryable(`state file ${file} of VM ${f.vm} does not match its checksum`, 'ChecksumMismatch');
       }
       return { vm: f.vm, ok: true as const };
     }),
@@ -80,12 +81,13 @@ export async function loadVmStates(
           done.catch(() => undefined);
           await qmp.command('migrate-incoming', { uri: `unix:${socket}` });
           await testHook('load:before-send', vm.name);
-          const sent = await sendState(socket, vm.file, {
+          const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, vm.name);
+          const sent = await sendState(socket, file, {
             signal: ctx.cancellationSignal,
             onProgress: (bytes) => reportProgress(vm.name, bytes, vm.size),
           });
           if (sent.sha256 !== vm.sha256 || sent.size !== vm.size) {
-            throw ApplicationFailure.nonRetryable(`state file ${vm.file} changed while it was loaded (checksum mismatch)`, 'ChecksumMismatch');
+            throw ApplicationFailure.nonRetryable(`state file ${file} changed while it was loaded (checksum mismatch)`, 'ChecksumMismatch');
           }
           const event = await done;
           const status = String((event.data as { status?: string }).status);
