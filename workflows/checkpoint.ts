@@ -50,6 +50,8 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
   const info = workflowInfo();
   const cluster = input.cluster;
   const checkpointId = input.checkpointId ?? defaultCheckpointId(Date.now(), uuid4());
+  // Retried host steps recognise their own earlier work by the run, never by the checkpoint id alone.
+  const runId = info.runId;
   const progress = new ProgressTracker('checkpoint', cluster, checkpointId);
   const controller = controllerActivities();
 
@@ -102,14 +104,14 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
     pauseSentAt = Date.now();
     const pauseAt = pauseSentAt + pauseLead(prepareSentAt, [...prepared.values()].map((r) => r.receivedAt));
     paused = await onEveryHost(byHost, (host, vms) =>
-      hosts(host).quick.pauseVms({ cluster, checkpointId, vms, pauseBoundMs: boundMs, notBefore: pauseAt }),
+      hosts(host).quick.pauseVms({ cluster, checkpointId, runId, vms, pauseBoundMs: boundMs, notBefore: pauseAt }),
     );
     progress.vms(Object.keys(placement), 'paused');
 
     progress.phase('freeze');
     const withDisks = new Map([...byHost].filter(([host]) => prepared.get(host)?.vms.some((vm) => vm.diskIds.length > 0)));
     frozen = await onEveryHost(withDisks, (host, vms) =>
-      hosts(host).quick.freezeDisks({ cluster, store: spec.store, checkpointId, vms }),
+      hosts(host).quick.freezeDisks({ cluster, store: spec.store, checkpointId, runId, vms }),
     );
     progress.vms(Object.keys(placement), 'frozen');
 
@@ -122,6 +124,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
         cluster,
         store: spec.store,
         checkpointId,
+        runId,
         vms,
         progressWorkflowId: info.workflowId,
       }),

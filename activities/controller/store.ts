@@ -15,6 +15,7 @@ import { childLogger } from '../../common/logger';
 import { sha256File } from '../host/hasher';
 import { testHook } from '../test-hooks';
 import { collectGarbage } from './garbage';
+import { earlierUse, recordRun } from './checkpoint-ids';
 import type {
   AbortCheckpointRequest,
   BeginCheckpointReply,
@@ -91,9 +92,12 @@ export async function beginCheckpoint(req: BeginCheckpointRequest): Promise<Begi
   if (existing && existing.runId !== req.runId) {
     fail(`checkpoint ${req.checkpointId} of cluster ${req.cluster} already exists`, 'CheckpointExists');
   }
+  const used = existing ? undefined : await earlierUse(req);
+  if (used) fail(`checkpoint id ${req.checkpointId} was used before: ${used}; give the checkpoint another id`, 'CheckpointIdUsed');
   // We hold the cluster lock: any other folder without a manifest is a leftover of a crash; clean it away.
   await removePartials(req.store, req.cluster, req.checkpointId);
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  await recordRun(dir, req);
   // Prove the store is writable and durable here before pausing anything.
   const probe = join(dir, '.probe');
   const handle = await open(probe, 'w', 0o600);

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { z } from 'zod';
 import { fsyncDir, writeFileAtomic } from '../../common/fsutil';
-import { storeLayout } from '../../common/store-layout';
+import { checkpointLayerLabel, storeLayout } from '../../common/store-layout';
 import { backingChain } from '../qmp';
 import { writeChainRecord } from './disks';
 import { consoleSize } from './launch';
@@ -34,6 +34,8 @@ import type {
 const UNLIMITED_BANDWIDTH = 2 ** 40; // 1 TiB/s
 
 const savedSidecarSchema = z.object({
+  /** The run that saved it: only a retry of that run may take the file as done. */
+  runId: z.string(),
   size: z.number().int().positive(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   startedAt: z.number(),
@@ -86,14 +88,14 @@ export async function pauseVms(runtime: HostRuntime, req: PauseRequest): Promise
   ensurePauseGuard(runtime.registry.stateDir);
   // Everything that can be done before the stop is done first, so the stops themselves go out together.
   const qmps = await Promise.all(records.map((record) => runtime.qmp(record)));
-  const leases = records.map((record) => runtime.watchdog.hold(record, req.checkpointId, req.pauseBoundMs));
+  const leases = records.map((record) => runtime.watchdog.hold(record, req.checkpointId, req.runId, req.pauseBoundMs));
   await until(barrierTime(runtime, req.notBefore, Math.min(...leases.map((l) => l.deadline))));
   return Promise.all(
     records.map(async (record, i) => {
       await testHook('pause:before-stop', record.name);
       // The checkpoint may have been abandoned, or its bound passed, while we waited: then no stop. Nothing
       // is awaited between this check and the stop, so a resume of this VM goes out after the stop.
-      runtime.watchdog.check(record, req.checkpointId);
+      runtime.watchdog.check(record, req.checkpointId, req.runId);
       await qmps[i]?.command('stop');
       const at = hostNow();
       const offset = consoleSize(record);
@@ -129,20 +131,21 @@ async function until(at: number | undefined): Promise<void> {
 export async function freezeDisks(runtime: HostRuntime, req: FreezeRequest): Promise<FrozenVm[]> {
   return eachVm(runtime, req.cluster, req.vms, async (record) => {
     await testHook('freeze:before', record.name);
-    runtime.watchdog.check(record, req.checkpointId);
+    runtime.watchdog.check(record, req.checkpointId, req.runId);
     const qmp = await runtime.qmp(record);
     const blocks = await qmp.command('query-block');
     const frozen = [];
     const chains = [];
     for (const disk of record.disks) {
-      const newActive = storeLayout.diskLayer(req.store, req.cluster, record.name, disk.id, `after-${req.checkpointId}`);
+      // Named after the run too: only a retry of this very run may find it in place (checkpointLayerLabel).
+      const newActive = storeLayout.diskLayer(req.store, req.cluster, record.name, disk.id, checkpointLayerLabel(req.checkpointId, req.runId));
       const device = `drive-${disk.id}`;
       const current = blocks.find((b) => b.device === device)?.inserted;
       if (!current) throw new Error(`VM ${record.name} has no block device ${device}`);
       let frozenLayer: string;
       let backing: string[];
       if (current.file === newActive) {
-        // Done by an earlier attempt whose result was lost: QEMU's chain is the truth.
+        // Done by an earlier attempt of this run whose result was lost: QEMU's chain is the truth.
         const chain = backingChain(current.image);
         frozenLayer = chain[1] ?? '';
         backing = chain.slice(2);
@@ -198,9 +201,12 @@ async function saveOne(
   const sidecar = `${file}.json`;
   if (existsSync(file) && existsSync(sidecar)) {
     const done = savedSidecarSchema.safeParse(JSON.parse(readFileSync(sidecar, 'utf8')));
-    if (done.success && statSync(file).size === done.data.size) return { name: record.name, file, ...done.data };
+    if (done.success && done.data.runId === req.runId && statSync(file).size === done.data.size) {
+      const { runId: _run, ...saved } = done.data;
+      return { name: record.name, file, ...saved };
+    }
   }
-  runtime.watchdog.check(record, req.checkpointId);
+  runtime.watchdog.check(record, req.checkpointId, req.runId);
   const qmp = await runtime.qmp(record);
   const { status: runState } = await qmp.command('query-status');
   if (runState === 'postmigrate') {
@@ -223,7 +229,7 @@ async function saveOne(
   await receiver.start();
   try {
     // The checkpoint may have been abandoned (and its folder removed) while we got here.
-    runtime.watchdog.check(record, req.checkpointId);
+    runtime.watchdog.check(record, req.checkpointId, req.runId);
   } catch (err) {
     receiver.abort(err);
     await rm(partial, { force: true });
@@ -264,7 +270,7 @@ async function saveOne(
   await rename(partial, file);
   fsyncDir(dirname(file));
   const saved = { size: result.size, sha256: result.sha256, startedAt, finishedAt };
-  await writeFileAtomic(sidecar, JSON.stringify(saved));
+  await writeFileAtomic(sidecar, JSON.stringify({ runId: req.runId, ...saved }));
   onProgress(result.size);
   return { name: record.name, file, ...saved };
 }

@@ -17,6 +17,8 @@ import { replaceFileSync } from '../../common/fsutil';
 
 export const leaseSchema = z.object({
   checkpointId: z.string(),
+  /** The workflow run that paused it: a step of another run with the same checkpoint id is refused. */
+  runId: z.string().optional(),
   state: z.enum(['held', 'abandoning', 'released', 'expired']),
   pausedAt: z.number(),
   /** When the host worker's watchdog resumes the VM: a little before the bound itself. */

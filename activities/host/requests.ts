@@ -11,6 +11,8 @@ const epochMs = z.number().int().min(0).max(8.64e15);
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex digits');
 /** Labels that name disk layers (and so files): like checkpoint ids, at most 100 characters. */
 const operationIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, 'must be 1-100 characters of A-Z, a-z, 0-9, ".", "_" and "-"');
+/** The workflow run a checkpoint step belongs to: retried work is recognised by it, never by the id alone. */
+const runIdSchema = z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be a workflow run id');
 /** Temporal workflow ids we send progress signals to. */
 const workflowIdSchema = z.string().min(1).max(400).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
 
@@ -24,6 +26,7 @@ export const pauseRequestSchema = z
   .object({
     cluster: nameSchema,
     checkpointId: checkpointIdSchema,
+    runId: runIdSchema,
     vms: vmNames,
     /** Longest the VMs may stay paused: then the host's watchdog resumes them itself, whatever else happens. */
     pauseBoundMs: z.number().int().min(1000).max(3_600_000),
@@ -33,7 +36,7 @@ export const pauseRequestSchema = z
   .strict();
 
 export const freezeRequestSchema = z
-  .object({ cluster: nameSchema, store: absolutePathSchema, checkpointId: checkpointIdSchema, vms: vmNames })
+  .object({ cluster: nameSchema, store: absolutePathSchema, checkpointId: checkpointIdSchema, runId: runIdSchema, vms: vmNames })
   .strict();
 
 export const saveRequestSchema = z
@@ -41,6 +44,7 @@ export const saveRequestSchema = z
     cluster: nameSchema,
     store: absolutePathSchema,
     checkpointId: checkpointIdSchema,
+    runId: runIdSchema,
     vms: vmNames,
     /** Workflow to send progress signals to. */
     progressWorkflowId: workflowIdSchema,

@@ -28,9 +28,12 @@ export class PauseWatchdog {
   }
 
   /** Called before pausing: records the lease (refusing one for a checkpoint that already ended). */
-  hold(record: VmRecord, checkpointId: string, boundMs: number): PauseLease {
+  hold(record: VmRecord, checkpointId: string, runId: string, boundMs: number): PauseLease {
     const existing = this.read(record);
     if (existing?.checkpointId === checkpointId) {
+      if (existing.runId !== runId) {
+        throw ApplicationFailure.nonRetryable(`checkpoint id ${checkpointId} was used before by another run on VM ${record.name}`, 'CheckpointIdReused');
+      }
       if (existing.state !== 'held') {
         throw ApplicationFailure.nonRetryable(
           `checkpoint ${checkpointId} already ended on VM ${record.name} (${existing.state}); not pausing it again`,
@@ -41,7 +44,7 @@ export class PauseWatchdog {
       return existing;
     }
     const now = hostNow();
-    const lease: PauseLease = { checkpointId, state: 'held', pausedAt: now, ...leaseTimes(now, boundMs) };
+    const lease: PauseLease = { checkpointId, runId, state: 'held', pausedAt: now, ...leaseTimes(now, boundMs) };
     this.write(record, lease);
     this.arm(record, lease);
     return lease;
@@ -70,10 +73,10 @@ export class PauseWatchdog {
     this.disarm(record);
   }
 
-  /** Refuses to go on with a checkpoint whose pause is no longer held (bound passed, or ended). */
-  check(record: VmRecord, checkpointId: string): void {
+  /** Refuses to go on with a checkpoint whose pause is no longer held (bound passed, or ended), or another run's. */
+  check(record: VmRecord, checkpointId: string, runId?: string): void {
     const lease = this.read(record);
-    if (!lease || lease.checkpointId !== checkpointId || lease.state !== 'held') {
+    if (!lease || lease.checkpointId !== checkpointId || lease.state !== 'held' || (runId !== undefined && lease.runId !== runId)) {
       throw ApplicationFailure.nonRetryable(
         `VM ${record.name} is not paused for checkpoint ${checkpointId}${lease?.checkpointId === checkpointId ? ` (lease ${lease.state})` : ''}`,
         'NotPaused',
