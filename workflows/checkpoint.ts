@@ -134,7 +134,8 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
 
     progress.phase('commit');
     const manifest = buildManifest();
-    manifestPath = (await controller.local.commitCheckpoint({ manifest })).path;
+    // The leases hold until the pause window ends (their deadlines are later than this): commit only inside it.
+    manifestPath = (await controller.local.commitCheckpoint({ manifest, notAfter: pauseSentAt + boundMs - undoMargin(boundMs) })).path;
   });
 
   function buildManifest(): Manifest {

@@ -126,7 +126,11 @@ async function removePartials(store: string, cluster: string, keep?: string): Pr
   return removed;
 }
 
-export async function commitCheckpoint(req: { manifest: Manifest }): Promise<{ path: string }> {
+/**
+ * Commits a checkpoint: writes its manifest. `notAfter` (epoch ms) is the end of the pause window: after
+ * it the hosts' pause leases may run out (their watchdogs resume the VMs), so a commit is refused then.
+ */
+export async function commitCheckpoint(req: { manifest: Manifest; notAfter?: number }): Promise<{ path: string }> {
   const parsed = manifestSchema.safeParse(req.manifest);
   if (!parsed.success) fail(describeZodError(parsed.error, 'manifest'), 'InvalidManifest');
   const manifest = parsed.data;
@@ -136,6 +140,9 @@ export async function commitCheckpoint(req: { manifest: Manifest }): Promise<{ p
   if (existing) {
     if (existing.runId === manifest.runId) return { path }; // a retry after the commit happened
     fail(`checkpoint ${manifest.checkpointId} already exists`, 'CheckpointExists');
+  }
+  if (req.notAfter !== undefined && Date.now() > req.notAfter) {
+    fail(`the pause window of checkpoint ${manifest.checkpointId} ended before its commit`, 'PauseBoundExceeded');
   }
   for (const vm of manifest.vms) {
     const file = storeLayout.stateFile(store, manifest.cluster, manifest.checkpointId, vm.name);

@@ -9,7 +9,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { z } from 'zod';
 import { fsyncDir, writeFileAtomic } from '../../common/fsutil';
 import { checkpointLayerLabel, storeLayout } from '../../common/store-layout';
-import { backingChain } from '../qmp';
+import { backingChain, type QmpClient } from '../qmp';
 import { writeChainRecord } from './disks';
 import { consoleSize } from './launch';
 import { StateReceiver } from './transfer';
@@ -96,8 +96,11 @@ export async function pauseVms(runtime: HostRuntime, req: PauseRequest): Promise
       // The checkpoint may have been abandoned, or its bound passed, while we waited: then no stop. Nothing
       // is awaited between this check and the stop, so a resume of this VM goes out after the stop.
       runtime.watchdog.check(record, req.checkpointId, req.runId);
-      await qmps[i]?.command('stop');
+      const qmp = qmps[i];
+      if (!qmp) throw new Error(`no QMP session for VM ${record.name}`);
+      await qmp.command('stop');
       const at = hostNow();
+      await requirePaused(qmp, record.name, 'after its stop');
       const offset = consoleSize(record);
       return { name: record.name, at, receivedAt, ...(offset !== undefined ? { consoleOffset: offset } : {}) };
     }),
@@ -122,6 +125,17 @@ function barrierTime(runtime: HostRuntime, notBefore: number | undefined, latest
   return Math.min(notBefore, latest);
 }
 
+/**
+ * The VM must not be running: something other than our watchdog (an operator's cont, a stale release)
+ * may have resumed it, and a running VM's state and disk are no longer the checkpoint's cut.
+ */
+async function requirePaused(qmp: QmpClient, vm: string, when: string, allowed = ['paused', 'postmigrate']): Promise<void> {
+  const { status } = await qmp.command('query-status');
+  if (!allowed.includes(status)) {
+    throw ApplicationFailure.nonRetryable(`VM ${vm} is ${status} ${when}, not paused: it was resumed outside the checkpoint`, 'VmNotPaused');
+  }
+}
+
 /** Waits until the epoch ms `at` (a timed barrier: every host acts at the same moment). */
 async function until(at: number | undefined): Promise<void> {
   const wait = at === undefined ? 0 : at - hostNow();
@@ -133,6 +147,7 @@ export async function freezeDisks(runtime: HostRuntime, req: FreezeRequest): Pro
     await testHook('freeze:before', record.name);
     runtime.watchdog.check(record, req.checkpointId, req.runId);
     const qmp = await runtime.qmp(record);
+    await requirePaused(qmp, record.name, 'before its disks are frozen');
     const blocks = await qmp.command('query-block');
     const frozen = [];
     const chains = [];
@@ -208,6 +223,31 @@ async function saveOne(
   }
   runtime.watchdog.check(record, req.checkpointId, req.runId);
   const qmp = await runtime.qmp(record);
+  // From here to the end of the migration the VM must not run a moment (QMP events reach every monitor).
+  const stopWatching = new AbortController();
+  let resumedMeanwhile = false;
+  qmp.waitForEvent('RESUME', undefined, 24 * 3600_000, stopWatching.signal).then(
+    () => (resumedMeanwhile = true),
+    () => undefined,
+  );
+  try {
+    return await migrateToFile(runtime, req, record, qmp, signal, onProgress, () => resumedMeanwhile);
+  } finally {
+    stopWatching.abort();
+  }
+}
+
+async function migrateToFile(
+  runtime: HostRuntime,
+  req: SaveRequest,
+  record: VmRecord,
+  qmp: QmpClient,
+  signal: AbortSignal,
+  onProgress: (bytes: number) => void,
+  ranMeanwhile: () => boolean,
+): Promise<SavedState> {
+  const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, record.name);
+  const sidecar = `${file}.json`;
   const { status: runState } = await qmp.command('query-status');
   if (runState === 'postmigrate') {
     // An earlier attempt's migration finished but its file was never completed. QEMU refuses to
@@ -216,6 +256,9 @@ async function saveOne(
       `VM ${record.name} was left in postmigrate by an interrupted save; this checkpoint cannot be completed`,
       'SaveInterrupted',
     );
+  }
+  if (runState !== 'paused') {
+    throw ApplicationFailure.nonRetryable(`VM ${record.name} is ${runState} before its save, not paused: it was resumed outside the checkpoint`, 'VmNotPaused');
   }
   const before = await qmp.command('query-migrate');
   if (before.status === 'active' || before.status === 'setup') {
@@ -260,6 +303,10 @@ async function saveOne(
     }
     result = transfer;
     await testHook('save:after-migration', record.name);
+    // The state is the checkpoint's only if the VM stayed paused all along and the checkpoint still holds it.
+    if (ranMeanwhile()) throw ApplicationFailure.nonRetryable(`VM ${record.name} ran during its save: it was resumed outside the checkpoint`, 'VmNotPaused');
+    await requirePaused(qmp, record.name, 'after its save', ['postmigrate']);
+    runtime.watchdog.check(record, req.checkpointId, req.runId);
   } catch (err) {
     receiver.abort(err);
     await qmp.command('migrate_cancel').catch(() => undefined); // best effort: QEMU may be gone
