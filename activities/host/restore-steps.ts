@@ -9,6 +9,7 @@ import { sendState } from './transfer';
 import { storeLayout } from '../../common/store-layout';
 import { testHook } from '../test-hooks';
 import type { HostRuntime } from './runtime';
+import type { VmRecord } from './registry';
 import type { LaunchedVm, LaunchRequest, LoadRequest, VerifyStateRequest, VmTimestamp } from './types';
 
 export async function launchVms(runtime: HostRuntime, req: LaunchRequest): Promise<LaunchedVm[]> {
@@ -64,9 +65,11 @@ export async function loadVmStates(
           const record = runtime.requireVm(req.cluster, vm.name);
           const qmp = await runtime.qmp(record);
           const { status: before } = await qmp.command('query-status');
-          if (record.restoringFrom !== req.checkpointId && before !== 'inmigrate') {
-            // Loaded by an earlier attempt whose result was lost.
-            if (before === 'paused' || before === 'running') return { name: vm.name, at: hostNow(), before };
+          if (before === 'paused' || before === 'running') {
+            // Loaded by an earlier attempt whose result was lost — perhaps before it could record that (a
+            // failed incoming migration ends QEMU, so a live VM past inmigrate has its state).
+            if (record.restoringFrom !== undefined) runtime.registry.put(withoutRestoringFrom(record));
+            return { name: vm.name, at: hostNow(), before, receivedAt };
           }
           if (before !== 'inmigrate') {
             throw ApplicationFailure.nonRetryable(`VM ${vm.name} is ${before}, not waiting for its state`, 'NotIncoming');
@@ -93,8 +96,7 @@ export async function loadVmStates(
           const status = String((event.data as { status?: string }).status);
           if (status !== 'completed') throw new Error(`loading VM ${vm.name} failed: migration ${status}`);
           await testHook('load:before-record', vm.name);
-          const { restoringFrom: _done, ...loaded } = record;
-          runtime.registry.put(loaded);
+          runtime.registry.put(withoutRestoringFrom(record));
           reportProgress(vm.name, vm.size, vm.size);
           return { name: vm.name, at: hostNow(), before, receivedAt };
         }),
@@ -103,4 +105,9 @@ export async function loadVmStates(
   } finally {
     clearInterval(beat);
   }
+}
+
+function withoutRestoringFrom(record: VmRecord): VmRecord {
+  const { restoringFrom: _done, ...loaded } = record;
+  return loaded;
 }
