@@ -1,7 +1,7 @@
 // Durable file writes: temp file in the same folder, fsync, rename, fsync the folder. After a crash the
 // destination holds either the old content or the new, never a mix.
-import { closeSync, fsyncSync, openSync, renameSync, writeFileSync, writeSync, rmSync } from 'node:fs';
-import { open, readdir, rename, rm } from 'node:fs/promises';
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, writeFileSync, writeSync, rmSync } from 'node:fs';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -101,5 +101,20 @@ async function removeDeadWritersTemps(path: string): Promise<void> {
   for (const name of await readdir(dirname(path)).catch(() => [] as string[])) {
     const pid = name.startsWith(prefix) && name.endsWith('.tmp') ? Number(name.slice(prefix.length).split('.')[0]) : Number.NaN;
     if (name === legacy || (Number.isInteger(pid) && pid !== process.pid && !alive(pid))) await rm(join(dirname(path), name), { force: true });
+  }
+}
+
+/**
+ * mkdir -p that survives a power loss: each folder it creates is made durable by fsyncing its parent
+ * (a new directory entry is only durable once the folder holding it is synced).
+ */
+export async function mkdirDurable(path: string, mode = 0o700): Promise<void> {
+  const missing: string[] = [];
+  for (let dir = path; !existsSync(dir); dir = dirname(dir)) missing.unshift(dir);
+  for (const dir of missing) {
+    await mkdir(dir, { mode }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+    fsyncDir(dirname(dir));
   }
 }

@@ -2,12 +2,12 @@
 // garbage-collect. Commit is the only step that makes a checkpoint exist (manifest.json, written
 // atomically); everything read back from the store is validated before it is believed.
 import { constants, existsSync } from 'node:fs';
-import { access, mkdir, readdir, readFile, rm, stat, statfs, open } from 'node:fs/promises';
+import { access, readdir, readFile, rm, stat, statfs, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import { z } from 'zod';
 import { describeZodError } from '../../common/errors';
-import { fsyncDir, writeFileAtomic } from '../../common/fsutil';
+import { fsyncDir, mkdirDurable, writeFileAtomic } from '../../common/fsutil';
 import { failureRecordSchema, manifestSchema, resumeRecordSchema, type Manifest } from '../../common/manifest';
 import { absolutePathSchema, CHECKPOINT_ID_PATTERN } from '../../common/names';
 import { storeLayout } from '../../common/store-layout';
@@ -79,7 +79,7 @@ async function committedManifests(store: string, cluster: string): Promise<Manif
 export async function beginCheckpoint(req: BeginCheckpointRequest): Promise<BeginCheckpointReply> {
   const dir = storeLayout.checkpointDir(req.store, req.cluster, req.checkpointId);
   try {
-    await mkdir(storeLayout.clusterDir(req.store, req.cluster), { recursive: true, mode: 0o700 });
+    await mkdirDurable(storeLayout.clusterDir(req.store, req.cluster));
   } catch (err) {
     // A recursive mkdir reports ENOENT for a read-only file system: ask the store itself why.
     const why = await access(req.store, constants.W_OK).then(
@@ -96,7 +96,7 @@ export async function beginCheckpoint(req: BeginCheckpointRequest): Promise<Begi
   if (used) fail(`checkpoint id ${req.checkpointId} was used before: ${used}; give the checkpoint another id`, 'CheckpointIdUsed');
   // We hold the cluster lock: any other folder without a manifest is a leftover of a crash; clean it away.
   await removePartials(req.store, req.cluster, req.checkpointId);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await mkdirDurable(dir);
   await recordRun(dir, req);
   // Prove the store is writable and durable here before pausing anything.
   const probe = join(dir, '.probe');
@@ -193,7 +193,7 @@ export async function abortCheckpoint(req: AbortCheckpointRequest): Promise<{ pr
     }
   }
   try {
-    await mkdir(storeLayout.failedDir(req.store, req.cluster), { recursive: true, mode: 0o700 });
+    await mkdirDurable(storeLayout.failedDir(req.store, req.cluster));
     const record = failureRecordSchema.parse({
       cluster: req.cluster,
       checkpointId: req.checkpointId,
