@@ -178,6 +178,17 @@ export async function abortCheckpoint(req: AbortCheckpointRequest): Promise<{ pr
     log.warn({ checkpoint: req.checkpointId }, 'not touching a checkpoint another run committed');
     return { problems };
   }
+  // Manifest first, durably: from then on the checkpoint does not exist, whatever interrupts the rest —
+  // never a manifest left naming files already removed. (If it cannot go, nothing else does.)
+  if (existsSync(dir)) {
+    try {
+      await rm(storeLayout.manifest(req.store, req.cluster, req.checkpointId), { force: true });
+      fsyncDir(dir);
+    } catch (err) {
+      problems.push(`could not remove the manifest of ${dir}: ${(err as Error).message}`);
+      return { problems };
+    }
+  }
   // A save abandoned a moment ago may still be cleaning up its partial file in there: retry briefly.
   for (let attempt = 1; ; attempt++) {
     try {

@@ -36,6 +36,7 @@ import {
   restoreAndVerify,
   startCheckpoint,
   startFaultBed,
+  waitForHook,
 } from './fault-bed';
 import { outcomeOf } from './waits';
 
@@ -70,13 +71,7 @@ const runState = (vm: string) => onGuard(vm, async (qmp) => (await qmp.command('
 /** What an operator (or a stale release) does: resume the VM behind the protocol's back. */
 const operatorCont = (vm: string) => onGuard(vm, (qmp) => qmp.command('cont'));
 
-async function waitReached(target: string, point: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!bed.hooksReached(target).some((r) => r.point === point)) {
-    if (Date.now() > deadline) throw new Error(`${target} never reached hook ${point}`);
-    await sleep(20);
-  }
-}
+const waitReached = (target: string, point: string, timeoutMs?: number) => waitForHook(bed, target, point, timeoutMs);
 
 /** Waits until every VM runs, or `ms` passed; returns the ones that do not. */
 async function notRunningAfter(ms: number): Promise<string[]> {
@@ -346,10 +341,15 @@ describe('defect 4: garbage collection never leaves <store>/<cluster>/_disks', (
 describe('defect 5: a checkpoint id is never reused', () => {
   /**
    * Starts a second checkpoint with an id already used, under another workflow id (as `temporal workflow
-   * start` can) — after another checkpoint, so no VM's pause lease still names the id.
+   * start` can). In between, as time would, another checkpoint runs and fails before freezing (a host
+   * fault at freeze:before): no VM's pause lease names the id any more, and its top disk layer stays.
    */
   async function reuse(id: string): Promise<string> {
-    await bed.vccr.checkpoint(CLUSTER, { checkpointId: `${id}-between` });
+    for (const host of ['a', 'b']) bed.setHooks(host, { points: { 'freeze:before': { action: 'fail' } } });
+    const between = await outcomeOf(bed, await startRaw(`${id}-between`, `${id}-between-${Date.now().toString(36)}`));
+    bed.clearHooks();
+    assert.match(between, /failed in freeze/);
+    assert.deepEqual(await notRunningAfter(BOUND_MS), []);
     const outcome = await outcomeOf(bed, await startRaw(id, `${id}-again-${Date.now().toString(36)}`));
     if (outcome === 'completed') {
       assert.fail(`the reused id ${id} was committed; restoring it: ${await restoreProblems(id)}`);
@@ -527,12 +527,15 @@ describe('defect 8: smaller races', () => {
       outcome = await outcomeOf(bed, await startCheckpoint(bed, 'aborted-after-commit'));
     });
     const folder = join(bed.store, CLUSTER, 'aborted-after-commit');
-    const unlinks = trace.filter((c) => c.call === 'unlink' && c.path.startsWith(`${folder}/`)).map((c) => c.path.slice(folder.length + 1));
+    // The folder's own files (not the begin's write probe or temp files, whose names start with a dot).
+    const unlinks = trace
+      .filter((c) => c.call === 'unlink' && c.path.startsWith(`${folder}/`) && !c.path.slice(folder.length + 1).startsWith('.'))
+      .map((c) => c.path.slice(folder.length + 1));
     const manifestAt = unlinks.indexOf('manifest.json');
     assert.ok(!existsSync(join(folder, 'manifest.json')) || existsSync(join(folder, `${HEAVY.name}.state`)), 'never a manifest without its files');
     assert.equal(manifestAt, 0, `the manifest goes first (unlinked: ${unlinks.join(', ')})`);
     const manifestIndex = trace.findIndex((c) => c.call === 'unlink' && c.path === join(folder, 'manifest.json'));
-    const nextUnlink = trace.findIndex((c, i) => i > manifestIndex && c.call === 'unlink' && c.path.startsWith(`${folder}/`));
+    const nextUnlink = trace.findIndex((c, i) => i > manifestIndex && c.call === 'unlink' && c.path.startsWith(`${folder}/`) && !c.path.includes('/.'));
     assert.ok(trace.slice(manifestIndex, nextUnlink).some((c) => c.call === 'fsync' && c.path === folder), 'and its removal is made durable before the rest goes');
     note('abort after the manifest was written', outcome.startsWith('failed') ? 'failed cleanly' : outcome, started, 0, outcome);
   });
@@ -684,7 +687,8 @@ function locateSoonCheckedPage(state: Buffer, lastAlive: number): number {
     if (i < lastAlive + 100) generation.set(page, g + 1);
   }
   for (const { page, gens } of soon.slice(0, 30)) {
-    for (const g of gens) {
+    // Newest generation first: the live page, not a stale copy of older content.
+    for (const g of gens.reverse()) {
       const st = { s: seed ^ ((page * 0x9e3779b97f4a7c15n) & MASK) ^ (BigInt(g) << 40n) };
       const word = Buffer.alloc(16);
       word.writeBigUInt64LE(splitmix(st) | 1n, 0);
