@@ -257,3 +257,12 @@ export async function restoreAndVerify(bed: TestBed, checkpointId: string): Prom
     assertMemfillContinued(bed, CLUSTER, manifest, HEAVY.name, HEAVY.host),
   ]);
 }
+
+/** Waits until the worker `target` ('controller' or a host id) reached a test hook point (activities/test-hooks.ts). */
+export async function waitForHook(bed: TestBed, target: string, point: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!bed.hooksReached(target).some((r) => r.point === point)) {
+    if (Date.now() > deadline) throw new Error(`${target} never reached hook ${point}`);
+    await sleep(20);
+  }
+}
