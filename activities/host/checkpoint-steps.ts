@@ -237,6 +237,19 @@ async function saveOne(
   }
 }
 
+/** A save starts only from `paused`. */
+async function requireSavable(qmp: QmpClient, vm: string): Promise<void> {
+  const { status } = await qmp.command('query-status');
+  if (status === 'postmigrate') {
+    // An earlier attempt's migration finished but its file was never completed. QEMU refuses to
+    // migrate a VM in this state, and running it to leave the state would break the cut: give up.
+    throw ApplicationFailure.nonRetryable(`VM ${vm} was left in postmigrate by an interrupted save; this checkpoint cannot be completed`, 'SaveInterrupted');
+  }
+  if (status !== 'paused') {
+    throw ApplicationFailure.nonRetryable(`VM ${vm} is ${status} before its save, not paused: it was resumed outside the checkpoint`, 'VmNotPaused');
+  }
+}
+
 async function migrateToFile(
   runtime: HostRuntime,
   req: SaveRequest,
@@ -248,18 +261,7 @@ async function migrateToFile(
 ): Promise<SavedState> {
   const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, record.name);
   const sidecar = `${file}.json`;
-  const { status: runState } = await qmp.command('query-status');
-  if (runState === 'postmigrate') {
-    // An earlier attempt's migration finished but its file was never completed. QEMU refuses to
-    // migrate a VM in this state, and running it to leave the state would break the cut: give up.
-    throw ApplicationFailure.nonRetryable(
-      `VM ${record.name} was left in postmigrate by an interrupted save; this checkpoint cannot be completed`,
-      'SaveInterrupted',
-    );
-  }
-  if (runState !== 'paused') {
-    throw ApplicationFailure.nonRetryable(`VM ${record.name} is ${runState} before its save, not paused: it was resumed outside the checkpoint`, 'VmNotPaused');
-  }
+  await requireSavable(qmp, record.name);
   const before = await qmp.command('query-migrate');
   if (before.status === 'active' || before.status === 'setup') {
     await qmp.command('migrate_cancel');

@@ -122,11 +122,13 @@ export const launchRequestSchema = z
       if (vm.cluster !== req.cluster) ctx.addIssue({ code: 'custom', path: ['vms', i, 'cluster'], message: `must be the request's cluster ${req.cluster}` });
     });
     // A restored disk sits on layers of this cluster's store, or (at the bottom) on the VM's own base image.
+    // (The map covers the whole cluster; only this request's VMs are launched from it.)
     const disksDir = `${req.store}/${req.cluster}/_disks/`;
     for (const [vm, disks] of Object.entries(req.restore?.frozenDisks ?? {})) {
       const config = req.vms.find((v) => v.name === vm);
+      if (!config) continue;
       for (const [disk, chain] of Object.entries(disks)) {
-        const base = config?.disks.find((d) => d.id === disk)?.image;
+        const base = config.disks.find((d) => d.id === disk)?.image;
         chain.forEach((layer, i) => {
           if (!layer.startsWith(disksDir) && !(i === chain.length - 1 && layer === base)) {
             ctx.addIssue({ code: 'custom', path: ['restore', 'frozenDisks', vm, disk, i], message: `must be a layer under ${disksDir} or the VM's base image` });

@@ -3,32 +3,19 @@
 // request types are those of the schemas every host validates its input with (requests.ts).
 import type { z } from 'zod';
 import type { ResolvedVm } from '../../common/spec';
-import type {
-  ensureGoneRequestSchema,
-  freezeRequestSchema,
-  launchRequestSchema,
-  loadRequestSchema,
-  pauseRequestSchema,
-  prepareRequestSchema,
-  resumeRequestSchema,
-  saveRequestSchema,
-  stopRequestSchema,
-  verifyStateRequestSchema,
-  vmRefSchema,
-} from './requests';
+import type * as requests from './requests';
 
-export type VmRef = z.infer<typeof vmRefSchema>;
-export type LaunchRequest = z.infer<typeof launchRequestSchema>;
-export type PrepareRequest = z.infer<typeof prepareRequestSchema>;
-export type PauseRequest = z.infer<typeof pauseRequestSchema>;
-export type FreezeRequest = z.infer<typeof freezeRequestSchema>;
-export type SaveRequest = z.infer<typeof saveRequestSchema>;
-export type LoadRequest = z.infer<typeof loadRequestSchema>;
-export type ResumeRequest = z.infer<typeof resumeRequestSchema>;
-export type StopRequest = z.infer<typeof stopRequestSchema>;
-export type EnsureGoneRequest = z.infer<typeof ensureGoneRequestSchema>;
-export type VerifyStateRequest = z.infer<typeof verifyStateRequestSchema>;
-
+export type VmRef = z.infer<typeof requests.vmRefSchema>;
+export type LaunchRequest = z.infer<typeof requests.launchRequestSchema>;
+export type PrepareRequest = z.infer<typeof requests.prepareRequestSchema>;
+export type PauseRequest = z.infer<typeof requests.pauseRequestSchema>;
+export type FreezeRequest = z.infer<typeof requests.freezeRequestSchema>;
+export type SaveRequest = z.infer<typeof requests.saveRequestSchema>;
+export type LoadRequest = z.infer<typeof requests.loadRequestSchema>;
+export type ResumeRequest = z.infer<typeof requests.resumeRequestSchema>;
+export type StopRequest = z.infer<typeof requests.stopRequestSchema>;
+export type EnsureGoneRequest = z.infer<typeof requests.ensureGoneRequestSchema>;
+export type VerifyStateRequest = z.infer<typeof requests.verifyStateRequestSchema>;
 
 export interface DiskChain {
   id: string;

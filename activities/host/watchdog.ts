@@ -58,8 +58,9 @@ export class PauseWatchdog {
   abandon(record: VmRecord, checkpointId: string): void {
     const existing = this.read(record);
     if (existing?.checkpointId !== checkpointId) {
-      // Its pause has not arrived (yet): end the checkpoint here, so a late pause is refused.
-      this.write(record, { checkpointId, state: 'released', pausedAt: 0, deadline: 0, guardAfterMs: 0 });
+      // Its pause has not arrived (yet): end the checkpoint here, so a late pause is refused — unless
+      // another checkpoint's lease still guards a paused VM (never take that protection away).
+      if (!mayBePaused(existing)) this.write(record, { checkpointId, state: 'released', pausedAt: 0, deadline: 0, guardAfterMs: 0 });
       return;
     }
     if (existing.state === 'held') this.write(record, { ...existing, state: 'abandoning' });

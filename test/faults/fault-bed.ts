@@ -235,6 +235,8 @@ export interface FaultRecord {
   ms: number;
   detail: string;
   ok: boolean;
+  /** Runs the case makes, if not VCCR_FAULT_RUNS (a race case forces its interleaving once). */
+  asked?: number;
 }
 
 /** Appends one run's outcome to the fault report (RELIABILITY.md's figures are made from it). */

@@ -151,7 +151,7 @@ async function restoreProblems(id: string): Promise<string> {
 }
 
 function note(caseName: string, outcome: string, started: number, maxPausedMs = 0, detail = ''): void {
-  report({ suite: 'races', case: caseName, run: 1, outcome, maxPausedMs, ms: Date.now() - started, detail, ok: true });
+  report({ suite: 'races', case: caseName, run: 1, outcome, maxPausedMs, ms: Date.now() - started, detail, ok: true, asked: 1 });
 }
 
 // ---- defect 1: a VM left paused forever -----------------------------------------------------------------
@@ -595,7 +595,7 @@ test(`ordering chaos: random 0-1 s delays before every step of one host (${CHAOS
     else assert.match(outcome, new RegExp(`failed: checkpoint ${id} of cluster ${CLUSTER} failed in \\w+: `));
     await assertClusterHealthy(bed);
     t.diagnostic(`run ${run}: host ${host} → ${outcome.slice(0, 160)}; longest pause ${maxPausedMs} ms`);
-    report({ suite: 'races', case: 'ordering chaos', run, outcome: outcome === 'completed' ? 'committed, restored' : 'failed cleanly', maxPausedMs, ms: Date.now() - started, detail: `host ${host}: ${outcome}`, ok: true });
+    report({ suite: 'races', case: 'ordering chaos', run, outcome: outcome === 'completed' ? 'committed, restored' : 'failed cleanly', maxPausedMs, ms: Date.now() - started, detail: `host ${host}: ${outcome}`, ok: true, asked: CHAOS_RUNS });
   }
 });
 
