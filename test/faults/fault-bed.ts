@@ -6,7 +6,7 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { TestBed, REPO_ROOT, guestImageDir } from '../../harness/testbed';
-import { readConsole, ringErrors, ringTokens, waitForConsole } from '../../harness/console';
+import { consoleSize, readConsole, ringErrors, ringTokens, waitForConsole } from '../../harness/console';
 import { QmpClient } from '../../activities/qmp';
 import { isAlive, sleep } from '../../common/proc';
 import type { ClusterSpecInput } from '../../common/spec';
@@ -188,7 +188,7 @@ export async function assertClusterHealthy(bed: TestBed, placement: Record<strin
   // consoles are watched together: each only has to show fresh progress.
   const ring = RING.map(async (vm) => {
     const path = bed.consoleLog(placement[vm.name] ?? vm.host, cluster, vm.name);
-    const from = readConsole(path).length;
+    const from = consoleSize(path); // a byte offset (readConsole drops the \r of every line)
     await waitForConsole(path, /(?:^RING TOKEN .*\n){3}/m, { from, timeoutMs: 60_000 });
     const text = readConsole(path);
     const since = text.lastIndexOf('=== vccr:');
@@ -197,12 +197,12 @@ export async function assertClusterHealthy(bed: TestBed, placement: Record<strin
   });
   const heavy = (async () => {
     const path = bed.consoleLog(placement[HEAVY.name] ?? HEAVY.host, cluster, HEAVY.name);
-    await waitForConsole(path, /^MEMFILL ALIVE/m, { from: readConsole(path).length, timeoutMs: 60_000 });
+    await waitForConsole(path, /^MEMFILL ALIVE/m, { from: consoleSize(path), timeoutMs: 60_000 });
     assert.doesNotMatch(readConsole(path).slice(readConsole(path).lastIndexOf('=== vccr:')), /^MEMFILL ERROR/m);
   })();
   const journal = (async () => {
     const path = bed.consoleLog(placement[JOURNAL.name] ?? JOURNAL.host, cluster, JOURNAL.name);
-    await waitForConsole(path, /(?:^JOURNAL WROTE .*\n){3}/m, { from: readConsole(path).length, timeoutMs: 60_000 });
+    await waitForConsole(path, /(?:^JOURNAL WROTE .*\n){3}/m, { from: consoleSize(path), timeoutMs: 60_000 });
     assert.doesNotMatch(readConsole(path).slice(readConsole(path).lastIndexOf('=== vccr:')), /^JOURNAL ERROR/m);
   })();
   await Promise.all([...ring, heavy, journal]);

@@ -638,6 +638,7 @@ async function waitForDetector(vm: string, id: string, pattern: RegExp): Promise
 
 describe('negative controls: a bad restore is caught', () => {
   test('memory of one checkpoint with the disk of an earlier one: the journal reports it', { timeout: 240_000 }, async (t) => {
+    const started = Date.now();
     await bed.vccr.checkpoint(CLUSTER, { checkpointId: 'neg-disk-1' });
     await sleep(3000); // the journal writes ~30 more records
     await bed.vccr.checkpoint(CLUSTER, { checkpointId: 'neg-disk-2' });
@@ -650,9 +651,11 @@ describe('negative controls: a bad restore is caught', () => {
     const detected = await waitForDetector(JOURNAL.name, 'neg-mixed', /^JOURNAL ERROR reason=disk-behind-memory.*$/m);
     t.diagnostic(detected);
     assert.match(detected, /disk-behind-memory/);
+    note('negative control: memory of one checkpoint, disk of an earlier one', 'detected', started, 0, detected);
   });
 
   test('a memfill page flipped in the saved state: memfill reports it', { timeout: 240_000 }, async (t) => {
+    const started = Date.now();
     await bed.vccr.checkpoint(CLUSTER, { checkpointId: 'neg-page' });
     const { manifest } = await bed.vccr.checkpoints.show(CLUSTER, 'neg-page');
     const heavy = manifest.vms.find((vm) => vm.name === HEAVY.name);
@@ -674,6 +677,7 @@ describe('negative controls: a bad restore is caught', () => {
     const detected = await waitForDetector(HEAVY.name, 'neg-flipped', /^MEMFILL ERROR reason=corrupt.*$/m);
     t.diagnostic(detected);
     assert.match(detected, /MEMFILL ERROR reason=corrupt/);
+    note('negative control: one memfill page flipped in the state file', 'detected', started, 0, detected);
   });
 });
 
@@ -688,11 +692,21 @@ function splitmix(state: { s: bigint }): bigint {
   return z ^ (z >> 31n);
 }
 
-/** Offsets in `state` of a memfill page that memfill checks 100-400 picks after `lastAlive` (none if not found). */
+/** memfill's content of page `page` at generation `gen`. */
+function memfillPage(page: bigint, gen: number, seed = 1n): Buffer {
+  const st = { s: seed ^ ((page * 0x9e3779b97f4a7c15n) & MASK) ^ (BigInt(gen) << 40n) };
+  const buf = Buffer.alloc(4096);
+  for (let i = 0; i < 512; i++) buf.writeBigUInt64LE(splitmix(st) | 1n, i * 8);
+  return buf;
+}
+
+/**
+ * Offsets in `state` of a memfill page that memfill checks 100-400 picks after `lastAlive` (none if not
+ * found). Whole pages are compared: a page's words reappear shifted inside its neighbours' pages.
+ */
 function locateSoonCheckedPage(state: Buffer, lastAlive: number): number[] {
-  const seed = 1n;
   const pages = BigInt(96 * 256);
-  const pick = { s: seed ^ 0x5deece66dn };
+  const pick = { s: 1n ^ 0x5deece66dn };
   const generation = new Map<bigint, number>();
   const soon: Array<{ page: bigint; gens: number[] }> = [];
   for (let i = 0; i < lastAlive + 400; i++) {
@@ -702,14 +716,13 @@ function locateSoonCheckedPage(state: Buffer, lastAlive: number): number[] {
     if (i < lastAlive + 100) generation.set(page, g + 1);
   }
   for (const { page, gens } of soon.slice(0, 30)) {
-    // Newest generation first: the live page, not a stale copy of older content.
     for (const g of gens.reverse()) {
-      const st = { s: seed ^ ((page * 0x9e3779b97f4a7c15n) & MASK) ^ (BigInt(g) << 40n) };
-      const word = Buffer.alloc(16);
-      word.writeBigUInt64LE(splitmix(st) | 1n, 0);
-      word.writeBigUInt64LE(splitmix(st) | 1n, 8);
+      const content = memfillPage(page, g);
       const found: number[] = [];
-      for (let at = state.indexOf(word); at >= 0; at = state.indexOf(word, at + 1)) found.push(at);
+      const prefix = content.subarray(0, 16);
+      for (let at = state.indexOf(prefix); at >= 0; at = state.indexOf(prefix, at + 1)) {
+        if (state.subarray(at, at + content.length).equals(content)) found.push(at);
+      }
       if (found.length) return found;
     }
   }
