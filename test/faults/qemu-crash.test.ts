@@ -40,10 +40,11 @@ async function restoreGood(): Promise<void> {
 test('a QEMU killed during a checkpoint: clear failure, the other VMs resumed', { timeout: RUNS * 150_000 }, async (t) => {
   for (let run = 1; run <= RUNS; run++) {
     const started = Date.now();
-    const victim = run % 2 ? 'heavy' : 'vm1';
+    // Pause and save alternate; each victim gets both over four runs.
+    const phase = run % 2 ? 'pause' : 'save';
+    const victim = Math.floor(run / 2) % 2 ? 'vm1' : 'heavy';
     const monitor = new PauseMonitor(bed, () => HOME);
     const id = `qc-${run}-${Date.now().toString(36)}`;
-    const phase = run % 2 ? 'pause' : 'save';
     // In the pause phase: its host holds the victim's stop back a moment, and the victim dies meanwhile.
     if (phase === 'pause') bed.setHooks(HOME[victim] ?? '', { points: { [`pause:before-stop@${victim}`]: { delayMs: 1000, once: true } } });
     const workflowId = await startCheckpoint(bed, id);
