@@ -43,8 +43,10 @@ export async function assertJournalContinued(bed: TestBed, cluster: string, mani
 
 /** memfill's memory check holds after the restore and its counter continues from where it was. */
 export async function assertMemfillContinued(bed: TestBed, cluster: string, manifest: Manifest, vm: string, host: string): Promise<void> {
-  const last = memfillAlive(before(manifest, vm)).at(-1);
-  assert.ok(last !== undefined, `${vm} was alive before the checkpoint`);
+  const text0 = before(manifest, vm);
+  assert.match(text0, /^MEMFILL READY/m, `${vm} had filled its memory before the checkpoint`);
+  // Its counter starts at 0 once the memory is filled: no ALIVE line yet means fewer than 100 rounds.
+  const last = memfillAlive(text0).at(-1) ?? 0;
   const text = await after(bed.consoleLog(host, cluster, vm), manifest.checkpointId, (t) => memfillAlive(t).length >= 2 || memfillErrors(t).length > 0);
   assert.deepEqual(memfillErrors(text), [], `${vm}: memory intact after the restore`);
   const counts = memfillAlive(text);
