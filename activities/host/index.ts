@@ -1,9 +1,6 @@
 // Activities a host worker runs, bound to its runtime. Workflows call them on the host's task queue. The
 // worker trusts no caller: every request is validated with its schema (requests.ts) before anything is
 // done, and refused as InvalidRequest, naming the field, otherwise.
-import { ApplicationFailure } from '@temporalio/activity';
-import type { z } from 'zod';
-import { describeZodError } from '../../common/errors';
 import { inspectVms, stopVms, ensureVmsGone } from './lifecycle';
 import { prepareCheckpoint, pauseVms, freezeDisks, saveVmStates, resumeVms } from './checkpoint-steps';
 import { launchVms, verifyStateFiles, loadVmStates } from './restore-steps';
@@ -11,6 +8,7 @@ import { ProgressReporter, type SignalProgress } from './progress';
 import type { HostRuntime } from './runtime';
 import { allHeartbeating } from '../heartbeat';
 import { withStepHooks } from '../test-hooks';
+import { validated } from './validated';
 import {
   ensureGoneRequestSchema,
   freezeRequestSchema,
@@ -24,15 +22,6 @@ import {
   verifyStateRequestSchema,
   vmRefSchema,
 } from './requests';
-
-/** Runs `step` on the request only once it passed `schema`. */
-function validated<S extends z.ZodType, R>(name: string, schema: S, step: (req: z.output<S>) => Promise<R>): (req: z.input<S>) => Promise<R> {
-  return async (raw) => {
-    const parsed = schema.safeParse(raw);
-    if (!parsed.success) throw ApplicationFailure.nonRetryable(describeZodError(parsed.error, `${name} request`), 'InvalidRequest');
-    return step(parsed.data);
-  };
-}
 
 export function createHostActivities(runtime: HostRuntime, signalProgress: SignalProgress) {
   return allHeartbeating(withStepHooks({

@@ -137,3 +137,26 @@ export const launchRequestSchema = z
       }
     }
   });
+
+// ---- vccr doctor's host steps (activities/host/preflight.ts) ----
+
+/** The doctor run's token (a uuid): it names a folder in the store. */
+const doctorTokenSchema = z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be 1-64 characters of letters, digits and "-"');
+/** A doctor marker file name: 'controller' or 'host-<host id>'. */
+const markerSchema = z.string().regex(/^(controller|host-[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?)$/, 'must be a doctor marker name');
+
+export const hostPreflightRequestSchema = z
+  .object({
+    token: doctorTokenSchema,
+    cluster: nameSchema.optional(),
+    store: absolutePathSchema.optional(),
+    storeNeedBytes: z.number().int().min(0).max(2 ** 53),
+    vms: z.array(resolvedVmSchema).max(1024),
+  })
+  .strict();
+
+export const readMarkersRequestSchema = z
+  .object({ store: absolutePathSchema, token: doctorTokenSchema, expected: z.array(markerSchema).max(1024) })
+  .strict();
+
+export const removeMarkerRequestSchema = z.object({ store: absolutePathSchema, token: doctorTokenSchema, marker: markerSchema }).strict();
