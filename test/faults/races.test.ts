@@ -18,6 +18,7 @@ import { readConsole } from '../../harness/console';
 import { QmpClient } from '../../activities/qmp';
 import { sleep } from '../../common/proc';
 import { writeFileAtomic } from '../../common/fsutil';
+import { DEFAULT_CONTROLLER_TASK_QUEUE, hostTaskQueue } from '../../common/ids';
 import type { Manifest } from '../../common/manifest';
 import { assertRingContinued, sinceLastRestore } from '../helpers/ring-check';
 import { memfillAlive } from '../helpers/continuation';
@@ -86,7 +87,7 @@ async function notRunningAfter(ms: number): Promise<string[]> {
 
 async function startRaw(checkpointId: string, workflowId: string): Promise<string> {
   await (await bed.temporal()).workflow.start('checkpointCluster', {
-    taskQueue: 'vccr-controller',
+    taskQueue: DEFAULT_CONTROLLER_TASK_QUEUE,
     workflowId,
     args: [{ cluster: CLUSTER, checkpointId }],
     workflowTaskTimeout: '3 seconds',
@@ -132,7 +133,7 @@ async function heal(): Promise<void> {
   if (terminated) {
     // The lock of a terminated operation is taken over by the next acquire: let a delete of nothing do that.
     await client.workflow
-      .execute('deleteCheckpoint', { taskQueue: 'vccr-controller', workflowId: `heal-${Date.now()}`, args: [{ cluster: CLUSTER, checkpointId: 'no-such-checkpoint' }] })
+      .execute('deleteCheckpoint', { taskQueue: DEFAULT_CONTROLLER_TASK_QUEUE, workflowId: `heal-${Date.now()}`, args: [{ cluster: CLUSTER, checkpointId: 'no-such-checkpoint' }] })
       .catch(() => undefined);
   }
   for (const host of ['a', 'b']) if (!bed.hostWorkers.get(host)?.alive) await bed.startHost(host);
@@ -435,7 +436,7 @@ test('defect 6: hostile requests sent straight to a host task queue are refused,
       (await bed.temporal()).workflow.execute('sendRawHostRequests', {
         taskQueue: 'races-hostile',
         workflowId: `hostile-${Date.now()}`,
-        args: [{ taskQueue: 'vccr-host-b', calls: calls.map(([c]) => c) }],
+        args: [{ taskQueue: hostTaskQueue('b'), calls: calls.map(([c]) => c) }],
       }) as Promise<string[]>,
     );
   } finally {
