@@ -62,33 +62,6 @@ async function chainRecords(store: string, cluster: string): Promise<Array<{ dir
   return out;
 }
 
-/**
- * Every layer something still needs, as a superset: each committed checkpoint's current chain (its
- * recorded chain where the headers cannot be read — merges only shorten chains, so that is a superset),
- * each running VM's chain (chain.json, and its headers), and `open`: chains the hosts reported live.
- * A disk folder whose chain.json cannot be read keeps every file in it.
- */
-export async function referencedLayers(store: string, cluster: string, manifests: Manifest[], open: string[][] = []): Promise<Set<string>> {
-  const referenced = new Set<string>(open.flat());
-  for (const m of manifests) {
-    for (const { recorded } of recordedChains(m)) {
-      const result = await currentChain(recorded);
-      for (const layer of 'chain' in result ? result.chain : recorded) referenced.add(layer);
-    }
-  }
-  for (const { dir, list } of await chainRecords(store, cluster)) {
-    if (!list) {
-      for (const f of await readdir(dir)) referenced.add(join(dir, f));
-      continue;
-    }
-    for (const layer of list) referenced.add(layer);
-    // The headers of the running top may name layers chain.json does not know yet (never fewer).
-    const live = await chainFiles(list[0] as string).catch(() => [] as string[]);
-    for (const layer of live) referenced.add(layer);
-  }
-  return referenced;
-}
-
 /** Layers some running VM may have open (chain.json of every disk), plus the live chains hosts reported. */
 export async function openLayers(store: string, cluster: string, live: string[][]): Promise<Set<string>> {
   const open = new Set<string>(live.flat());

@@ -4,6 +4,7 @@ import { lockActivities } from './lock';
 import * as store from './store';
 import * as retention from './retention';
 import { protectionActivities, recordRecovery, listRecoveries } from './protection';
+import { collectGarbage } from './garbage';
 import { allHeartbeating } from '../heartbeat';
 
 export function createControllerActivities(client: Client, controllerTaskQueue: string) {
@@ -21,7 +22,7 @@ export function createControllerActivities(client: Client, controllerTaskQueue: 
     showCheckpoint: store.showCheckpoint,
     verifyCheckpoint: store.verifyCheckpoint,
     deleteCheckpoint: store.deleteCheckpoint,
-    collectGarbage: store.collectGarbage,
+    collectGarbage,
     verifyAndMark: retention.verifyAndMark,
     applyRetention: retention.applyRetention,
     compactStore: retention.compactStore,

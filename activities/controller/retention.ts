@@ -12,7 +12,8 @@ import { decideRetention, type RetentionDecision } from '../../common/retention'
 import { retentionPolicySchema, type RetentionPolicy } from '../../common/protection';
 import { storeLayout } from '../../common/store-layout';
 import { childLogger } from '../../common/logger';
-import { collectGarbage, committedManifests, removeCheckpointFiles, verifyCheckpoint } from './store';
+import { committedManifests, removeCheckpointFiles, verifyCheckpoint } from './store';
+import { collectGarbage } from './garbage';
 import { chainProblems, mergeClosedLayers, openLayers, type OfflineMerge } from './chains';
 import type { VerifyReport } from './types';
 

@@ -11,13 +11,7 @@ import { writeChainRecord } from './disks';
 import type { HostRuntime } from './runtime';
 import type { VmRecord } from './registry';
 
-export interface CompactRequest {
-  cluster: string;
-  store: string;
-  vms: string[];
-  /** Layers that must stay (the frozen layers of retained checkpoints); top and base always stay. */
-  keep: string[];
-}
+import type { CompactRequest } from './types';
 
 export interface CompactedDisk {
   id: string;
