@@ -42,7 +42,7 @@ const TYPICAL_MS: Record<string, number> = { checkpoint: 2500, retention: 150, m
 let bed: TestBed;
 
 before(async () => {
-  bed = await TestBed.start({ hosts: ['a', 'b'], taps: 2 });
+  bed = await TestBed.start({ hosts: ['a', 'b'], taps: 2, testHooks: true });
   await bed.vccr.up(protectSpec(bed, CLUSTER));
   await waitUntilRunning(bed, CLUSTER, HOME);
   // Runs are started by hand (`--now`), one per fault; the watch looks every 2 s.
@@ -190,6 +190,9 @@ describe('controller worker killed during an automatic recovery', () => {
       const started = Date.now();
       const where = await placement();
       const recoveries = await watchRecoveries();
+      // The recovery's load step is held open for 2 s on every host, so the controller crash below (0–1 s
+      // into the recovery) always lands inside it, however fast the rest of the recovery is.
+      for (const host of ['a', 'b']) bed.setHooks(host, { points: { 'step:loadVmStates': { delayMs: 2000 } } });
       process.kill(bed.vmRecord(where[JOURNAL_VM.name] ?? '', CLUSTER, JOURNAL_VM.name).pid, 'SIGKILL');
       for (let i = 0; i < 2400 && (await bed.vccr.protection.watchState(CLUSTER))?.phase !== 'recovering'; i++) await sleep(50);
       await sleep(random(0, TYPICAL_MS.recovering ?? 1000));
@@ -200,6 +203,7 @@ describe('controller worker killed during an automatic recovery', () => {
         await sleep(250);
         state = await bed.vccr.protection.watchState(CLUSTER);
       }
+      for (const host of ['a', 'b']) bed.setHooks(host, {});
       const last = state?.recoveries.at(-1);
       assert.equal(last?.outcome, 'completed', `the recovery finished: ${last?.detail ?? state?.reason}`);
       assert.ok(last?.checkpointId);
