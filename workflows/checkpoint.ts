@@ -22,6 +22,7 @@ import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
 import { failWith, reasonOf, validateInput } from './validate';
 import { taskQueueOf } from '../common/spec';
+import { spread } from '../common/stats';
 
 export interface CheckpointResult {
   cluster: string;
@@ -42,8 +43,6 @@ export interface CheckpointResult {
 function undoMargin(boundMs: number): number {
   return Math.max(1000, Math.min(5000, Math.floor(boundMs / 10)));
 }
-
-const spread = (xs: number[]) => (xs.length ? Math.max(...xs) - Math.min(...xs) : 0);
 
 export async function checkpointCluster(rawInput: unknown): Promise<CheckpointResult> {
   const input = validateInput(checkpointInputSchema, rawInput, 'checkpointCluster');

@@ -13,6 +13,7 @@ import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
 import { failWith, reasonOf, validateInput } from './validate';
 import type { AcquireReply } from './definitions';
+import { spread } from '../common/stats';
 
 export interface RestartResult {
   cluster: string;
@@ -25,8 +26,6 @@ export interface RestartResult {
   /** Old hosts that could not be reached (allowed only for hosts remapped away). */
   unreachableHosts: string[];
 }
-
-const spread = (xs: number[]) => (xs.length ? Math.max(...xs) - Math.min(...xs) : 0);
 
 export async function restartCluster(rawInput: unknown): Promise<RestartResult> {
   const input = validateInput(restartInputSchema, rawInput, 'restartCluster');
