@@ -29,7 +29,8 @@ interface TinyConfig {
 export interface TinyPoint {
   vms: number;
   hosts: number;
-  checkpoint: { ours: number[]; direct: number[]; oursWall: number[] };
+  /** ours/direct: downtime; oursWall: call → result; oursEndToEnd: call → last VM resumed. */
+  checkpoint: { ours: number[]; direct: number[]; oursWall: number[]; oursEndToEnd?: number[] };
   pauseSkew: PairedMs;
   resumeSkew: PairedMs;
   restart?: PairedMs;
@@ -48,6 +49,10 @@ interface TinyResult {
 const GOALS = {
   pause_skew_ms_16: { op: '<=', value: 20 },
   resume_skew_ms_16: { op: '<=', value: 20 },
+  downtime_ratio_tiny_64: { op: '<=', value: 1.5 },
+  restart_per_vm_ratio: { op: '<=', value: 1.2 },
+  checkpoint_ms_128_tiny: { op: '<=', value: 5000 },
+  restart_ms_128_tiny: { op: '<=', value: 5000 },
 } as const;
 
 /** Checkpoint repetitions of ours and the direct script, alternating which goes first. */
@@ -64,6 +69,7 @@ async function checkpointReps(ctx: RunContext, p: TinyPoint, cluster: string, us
         const o = await oursCheckpoint(ctx.bed, cluster);
         p.checkpoint.ours.push(o.result.downtimeMs);
         p.checkpoint.oursWall.push(o.wallMs);
+        (p.checkpoint.oursEndToEnd ??= []).push(maxOf(o.result.vms.map((v) => v.resumedAt ?? Number.NaN)) - o.t0);
         p.pauseSkew.ours.push(o.result.pauseSkewMs);
         p.resumeSkew.ours.push(o.result.resumeSkewMs);
         segs.push(oursCheckpointSegments(o.result, o.manifest));
@@ -104,7 +110,7 @@ async function tinyPoint(ctx: RunContext, n: number, hostCount: number, reps: nu
   const p: TinyPoint = {
     vms: n,
     hosts: hostCount,
-    checkpoint: { ours: [], direct: [], oursWall: [] },
+    checkpoint: { ours: [], direct: [], oursWall: [], oursEndToEnd: [] },
     pauseSkew: { ours: [], direct: [] },
     resumeSkew: { ours: [], direct: [] },
     oursSegments: {},
@@ -145,6 +151,18 @@ function derive(result: TinyResult, cfg: TinyConfig, sink: MetricSink): void {
     sink.headline('pause_skew_ms_16', 'pause_skew_ms_16 (16 VMs, 16 hosts)', metric(p16.pauseSkew.ours, 'ms', `16 tiny VMs on ${big} host workers`, GOALS.pause_skew_ms_16));
     sink.headline('resume_skew_ms_16', 'resume_skew_ms_16 (16 VMs, 16 hosts)', metric(p16.resumeSkew.ours, 'ms', `16 tiny VMs on ${big} host workers`, GOALS.resume_skew_ms_16));
   }
+  const p64 = at(64, big);
+  if (p64) {
+    const ratios = p64.checkpoint.ours.map((v, i) => v / (p64.checkpoint.direct[i] ?? Number.NaN));
+    sink.headline('downtime_ratio_tiny_64', `downtime_ratio_tiny_64 (64 VMs, ${big} hosts)`, metric(ratios, '', `checkpoint downtime of 64 tiny VMs on ${big} host workers, workflows / direct QMP script, paired per repetition`, GOALS.downtime_ratio_tiny_64));
+  }
+  const p128 = at(128, big);
+  if (p128?.checkpoint.oursEndToEnd) {
+    sink.headline('checkpoint_ms_128_tiny', `checkpoint_ms_128_tiny (${big} hosts)`, metric(p128.checkpoint.oursEndToEnd, 'ms', `checkpoint of 128 tiny VMs on ${big} host workers, client call → last VM resumed`, GOALS.checkpoint_ms_128_tiny));
+  }
+  if (p128?.restart) {
+    sink.headline('restart_ms_128_tiny', `restart_ms_128_tiny (${big} hosts)`, metric(p128.restart.ours, 'ms', `restart of 128 tiny VMs on ${big} host workers, client call → last VM resumed (checksums verified)`, GOALS.restart_ms_128_tiny));
+  }
   for (const n of cfg.skewCounts) {
     for (const h of [cfg.fewHosts, big]) {
       const p = at(n, h);
@@ -173,6 +191,19 @@ function deriveScaling(result: TinyResult, cfg: TinyConfig, sink: MetricSink): v
   const fitRd = linearFit(xr, counts.flatMap((p) => p.restart?.direct ?? []));
   const last = counts[counts.length - 1] as TinyPoint;
   result.fits = { checkpointMsPerVm: { ours: fitC, direct: fitCd }, restartMsPerVm: { ours: fitR, direct: fitRd } };
+  // Per restart repetition: the slope over VM count of ours / of direct (repetition i of every count).
+  const repsOf = Math.min(...counts.map((p) => Math.min(p.restart?.ours.length ?? 0, p.restart?.direct.length ?? 0)));
+  const perRep = range(repsOf).map((i) => {
+    const xsI = counts.map((p) => p.vms);
+    const ours = linearFit(xsI, counts.map((p) => p.restart?.ours[i] ?? Number.NaN)).slope;
+    const direct = linearFit(xsI, counts.map((p) => p.restart?.direct[i] ?? Number.NaN)).slope;
+    return ours / direct;
+  });
+  sink.headline(
+    'restart_per_vm_ratio',
+    `restart_per_vm_ratio (tiny VMs, ${cfg.hosts} hosts)`,
+    metric(perRep, '', `least-squares slope of restart time (call → last resume) over VM count (${counts.map((p) => p.vms).join(', ')}), workflows / direct, per restart repetition`, GOALS.restart_per_vm_ratio),
+  );
   const slope = (name: string, value: number, what: string, n: number) => sink.metric(name, { ...metric([value], 'ms/VM', what), n });
   slope('checkpoint cost per tiny VM, ours (ms/VM)', fitC.slope, 'least-squares slope of downtime vs VM count', xs.length);
   slope('checkpoint cost per tiny VM, direct (ms/VM)', fitCd.slope, 'least-squares slope', xs.length);
@@ -243,7 +274,7 @@ export const tinySection = defineSection<TinyConfig, TinyResult>({
   about: 'machine-none QEMUs on 16 hosts: barrier skew, checkpoint/restart time against VM count',
   config: {
     full: { hosts: 16, fewHosts: 4, counts: [1, 2, 4, 8, 16, 32, 64, 128], skewCounts: [4, 16, 64], fewHostCounts: [4, 16, 64], reps: 5, restartReps: 5 },
-    quick: { hosts: 16, fewHosts: 4, counts: [1, 4, 16, 64], skewCounts: [4, 16, 64], fewHostCounts: [16], reps: 5, restartReps: 3 },
+    quick: { hosts: 16, fewHosts: 4, counts: [1, 16, 64, 128], skewCounts: [4, 16, 64], fewHostCounts: [16], reps: 5, restartReps: 3 },
   },
   hosts: (cfg) => range(cfg.hosts).map((i) => `h${i}`),
   withReps: (cfg, reps) => ({ ...cfg, reps, restartReps: Math.min(cfg.restartReps, reps) }),
