@@ -12,7 +12,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
-import { checkpointInputSchema } from '../common/workflow-inputs';
+import { checkpointInputSchema, type CheckpointInput } from '../common/workflow-inputs';
 import { defaultCheckpointId } from '../common/names';
 import type { Manifest, ManifestVm } from '../common/manifest';
 import type { FrozenVm, PrepareReport, SavedState, VmTimestamp } from '../activities/host/types';
@@ -23,6 +23,7 @@ import { ProgressTracker } from './progress';
 import { failWith, reasonOf, validateInput } from './validate';
 import { taskQueueOf } from '../common/spec';
 import { spread } from '../common/stats';
+import { formatBytes, stateFiles, vmList, withSummary } from './summary';
 
 export interface CheckpointResult {
   cluster: string;
@@ -44,7 +45,7 @@ function undoMargin(boundMs: number): number {
   return Math.max(1000, Math.min(5000, Math.floor(boundMs / 10)));
 }
 
-export async function checkpointCluster(rawInput: unknown): Promise<CheckpointResult> {
+export async function checkpointCluster(rawInput: CheckpointInput): Promise<CheckpointResult> {
   const input = validateInput(checkpointInputSchema, rawInput, 'checkpointCluster');
   const info = workflowInfo();
   const cluster = input.cluster;
@@ -73,10 +74,10 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
   const deadline = new CancellationScope();
   const untilCommitted = protocol.run(async () => {
     progress.phase('prepare');
-    await controller.quick.beginCheckpoint({ store: spec.store, cluster, checkpointId, workflowId: info.workflowId, runId: info.runId });
+    await withSummary(controller.quick, `create checkpoint folder ${checkpointId} in ${spec.store}`).beginCheckpoint({ store: spec.store, cluster, checkpointId, workflowId: info.workflowId, runId: info.runId });
     const prepareSentAt = Date.now();
     prepared = await onEveryHost(byHost, (host, vms) =>
-      hosts(host).quick.prepareCheckpoint({ cluster, store: spec.store, checkpointId, vms }),
+      withSummary(hosts(host).quick, `prepare ${vmList(vms)} on host ${host}`).prepareCheckpoint({ cluster, store: spec.store, checkpointId, vms }),
     );
     const needed = [...prepared.values()].flatMap((r) => r.vms).reduce((sum, vm) => sum + vm.ramBytes, 0);
     const free = Math.min(...[...prepared.values()].map((r) => r.storeFreeBytes));
@@ -91,7 +92,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
     // The bound is enforced from here on: when it runs out, the protocol scope is cancelled.
     deadline
       .run(async () => {
-        await sleep(Math.max(0, boundMs - undoMargin(boundMs)));
+        await sleep(Math.max(0, boundMs - undoMargin(boundMs)), { summary: `pause bound of ${spec.pauseBoundSeconds} s: undo if not committed by then` });
         boundExceeded = true;
         protocol.cancel();
       })
@@ -101,14 +102,14 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
     pauseSentAt = Date.now();
     const pauseAt = pauseSentAt + pauseLead(prepareSentAt, [...prepared.values()].map((r) => r.receivedAt));
     paused = await onEveryHost(byHost, (host, vms) =>
-      hosts(host).quick.pauseVms({ cluster, checkpointId, vms, pauseBoundMs: boundMs, notBefore: pauseAt }),
+      withSummary(hosts(host).quick, `pause ${vmList(vms)} on host ${host}`).pauseVms({ cluster, checkpointId, vms, pauseBoundMs: boundMs, notBefore: pauseAt }),
     );
     progress.vms(Object.keys(placement), 'paused');
 
     progress.phase('freeze');
     const withDisks = new Map([...byHost].filter(([host]) => prepared.get(host)?.vms.some((vm) => vm.diskIds.length > 0)));
     frozen = await onEveryHost(withDisks, (host, vms) =>
-      hosts(host).quick.freezeDisks({ cluster, store: spec.store, checkpointId, vms }),
+      withSummary(hosts(host).quick, `freeze the disks of ${vmList(vms)} on host ${host}`).freezeDisks({ cluster, store: spec.store, checkpointId, vms }),
     );
     progress.vms(Object.keys(placement), 'frozen');
 
@@ -117,7 +118,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
     progress.vms(Object.keys(placement), 'saving');
     const transferBudget: Duration = `${Math.max(5, Math.ceil(boundMs / 1000))} seconds`;
     saved = await onEveryHost(byHost, (host, vms) =>
-      hosts(host).transfer(transferBudget).saveVmStates({
+      withSummary(hosts(host).transfer(transferBudget), `save ${vmList(vms)} on host ${host} → ${stateFiles(checkpointId, vms)}`).saveVmStates({
         cluster,
         store: spec.store,
         checkpointId,
@@ -130,7 +131,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
 
     progress.phase('commit');
     const manifest = buildManifest();
-    manifestPath = (await controller.local.commitCheckpoint({ manifest })).path;
+    manifestPath = (await withSummary(controller.local, `commit ${checkpointId}: manifest of ${manifest.vms.length} VMs, ${formatBytes(manifest.totalBytes)}`).commitCheckpoint({ manifest })).path;
   });
 
   function buildManifest(): Manifest {
@@ -206,13 +207,13 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
       progress.phase('abort');
       const pausedHosts = new Map([...byHost].filter(([host]) => pauseAttempted.has(host)));
       const resumes = await onEveryHostSettled(pausedHosts, (host, vms) =>
-        hosts(host).quick.resumeVms({ cluster, vms, checkpointId, abandon: true }),
+        withSummary(hosts(host).quick, `undo: resume ${vmList(vms)} on host ${host}`).resumeVms({ cluster, vms, checkpointId, abandon: true }),
       );
       const stuck = resumes.flatMap((r) =>
         r.ok ? r.value.failed.map((f) => `${f.name} on ${r.host}: ${f.reason}`) : [`every VM on host ${r.host}: ${reasonOf(r.error)}`],
       );
       progress.vms(Object.keys(placement), 'running');
-      const cleanup = await controller.quick
+      const cleanup = await withSummary(controller.quick, `undo: remove ${checkpointId}, record why it failed`)
         .abortCheckpoint({ store: spec.store, cluster, checkpointId, workflowId: info.workflowId, runId: info.runId, phase, reason })
         .catch((e: unknown) => ({ problems: [`store cleanup failed: ${reasonOf(e)}`] }));
       leftovers.push(...cleanup.problems);
@@ -239,7 +240,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
   const resumeSentAt = Date.now();
   const lead = barrierLead(pauseSentAt, [...paused.values()].flat().map((p) => p.receivedAt ?? pauseSentAt));
   const resumes = await onEveryHostSettled(byHost, (host, vms) =>
-    hosts(host).quick.resumeVms({ cluster, vms, checkpointId, notBefore: resumeSentAt + lead }),
+    withSummary(hosts(host).quick, `resume ${vmList(vms)} on host ${host}`).resumeVms({ cluster, vms, checkpointId, notBefore: resumeSentAt + lead }),
   );
   progress.endPhase();
   const resumedAt = new Map<string, number>();
@@ -257,7 +258,7 @@ export async function checkpointCluster(rawInput: unknown): Promise<CheckpointRe
     vms: [...resumedAt].map(([name, at]) => ({ name, resumedAt: at })).sort((a, b) => a.name.localeCompare(b.name)),
     phases: { resume: { start: progress.state.phases['resume']?.start ?? 0, end: progress.state.phases['resume']?.end ?? 0 } },
   };
-  await controller.local.recordResume({ store: spec.store, cluster, record });
+  await withSummary(controller.local, `record the resume times of ${checkpointId}`).recordResume({ store: spec.store, cluster, record });
   progress.phase('done');
   await releaseCluster(cluster, {
     outcome: 'completed',

@@ -7,6 +7,7 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -16,9 +17,11 @@ import {
   acquireUpdate,
   clusterStateQuery,
   releaseSignal,
+  rolloverSignal,
   type AcquireRequest,
   type ClusterState,
 } from './definitions';
+import { renderClusterDetails } from './details';
 
 const RECENT_LIMIT = 20;
 
@@ -30,15 +33,17 @@ export interface ClusterRecordInput {
 
 export async function clusterRecord(input: ClusterRecordInput): Promise<void> {
   const state: ClusterState = input.state ?? { cluster: input.cluster, placement: {}, status: 'new', recent: [] };
-  const publish = () =>
+  const publish = () => {
     upsertSearchAttributes([
       { key: VCCR_CLUSTER, value: state.cluster },
       { key: VCCR_OPERATION, value: 'cluster' },
       { key: VCCR_PHASE, value: state.lock ? `${state.lock.operation}` : state.status },
     ]);
+    setCurrentDetails(renderClusterDetails(state));
+  };
   publish();
 
-  setHandler(clusterStateQuery, () => state);
+  setHandler(clusterStateQuery, () => ({ format: 'vccr-cluster-state', version: 1, ...state }));
 
   // The validator rejects without touching history; the handler only records.
   setHandler(acquireUpdate, (req: AcquireRequest) => {
@@ -89,8 +94,13 @@ export async function clusterRecord(input: ClusterRecordInput): Promise<void> {
     publish();
   });
 
-  // Live forever; start a fresh history when this one grows long.
-  await condition(() => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > 5000);
+  let rolloverRequested = false;
+  setHandler(rolloverSignal, () => {
+    rolloverRequested = true;
+  });
+
+  // Live forever; start a fresh history when this one grows long (or when asked to).
+  await condition(() => rolloverRequested || workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > 5000);
   await condition(allHandlersFinished);
   await continueAsNew<typeof clusterRecord>({ cluster: state.cluster, state });
 }

@@ -66,11 +66,20 @@ export interface ReleaseRequest {
 
 export const acquireUpdate = defineUpdate<AcquireReply, [AcquireRequest]>('acquire');
 export const releaseSignal = defineSignal<[ReleaseRequest]>('release');
-export const clusterStateQuery = defineQuery<ClusterState>('state');
-
-export function clusterWorkflowId(cluster: string): string {
-  return `vccr-cluster-${cluster}`;
+/** The `state` query's answer (documented in docs/queries.md). */
+export interface ClusterStateView extends ClusterState {
+  format: 'vccr-cluster-state';
+  /** Bumped only when a field is removed or changes meaning; new fields may appear in any version. */
+  version: 1;
 }
+
+export const clusterStateQuery = defineQuery<ClusterStateView>('state');
+/**
+ * Asks the cluster record to continue-as-new now instead of when its history grows long: after a deploy,
+ * this moves the long-lived record onto the new workflow code; the history recorder uses it to capture a
+ * continue-as-new deterministically.
+ */
+export const rolloverSignal = defineSignal('rollover');
 
 // ---- operations (launch, checkpoint, restart, shutdown) ----------------------------------------------
 
@@ -104,7 +113,11 @@ export interface PhaseTiming {
   end?: number;
 }
 
+/** The `progress` query's answer (documented in docs/queries.md). */
 export interface OperationProgress {
+  format: 'vccr-progress';
+  /** Bumped only when a field is removed or changes meaning; new fields may appear in any version. */
+  version: 1;
   operation: OperationKind;
   cluster: string;
   checkpointId?: string;

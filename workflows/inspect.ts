@@ -1,13 +1,14 @@
 // inspectCluster: asks every host about the cluster's VMs (process alive? QMP run state?). Read-only:
 // it takes no lock, so it also works while another operation runs.
 import { ApplicationFailure } from '@temporalio/workflow';
-import { inspectInputSchema } from '../common/workflow-inputs';
+import { inspectInputSchema, type InspectInput } from '../common/workflow-inputs';
 import { taskQueueOf } from '../common/spec';
 import type { VmStatus } from '../activities/host/types';
 import { controllerActivities, hostActivities } from './proxies';
 import { groupByHost, onEveryHostSettled } from './hosts';
 import { reasonOf, validateInput } from './validate';
 import type { ClusterState } from './definitions';
+import { vmList, withSummary } from './summary';
 
 export interface InspectResult {
   cluster: string;
@@ -15,13 +16,13 @@ export interface InspectResult {
   vms: Array<VmStatus & { host: string }>;
 }
 
-export async function inspectCluster(rawInput: unknown): Promise<InspectResult> {
+export async function inspectCluster(rawInput: InspectInput): Promise<InspectResult> {
   const { cluster } = validateInput(inspectInputSchema, rawInput, 'inspectCluster');
-  const state = await controllerActivities().quick.getClusterState({ cluster });
+  const state = await withSummary(controllerActivities().quick, `read the cluster record of ${cluster}`).getClusterState({ cluster });
   if (!state?.spec) throw ApplicationFailure.nonRetryable(`unknown cluster ${cluster}`, 'UnknownCluster');
   const spec = state.spec;
   const results = await onEveryHostSettled(groupByHost(state.placement), (host, vms) =>
-    hostActivities(taskQueueOf(spec, host)).quick.inspectVms({ cluster, vms }),
+    withSummary(hostActivities(taskQueueOf(spec, host)).quick, `ask host ${host} about ${vmList(vms)}`).inspectVms({ cluster, vms }),
   );
   const vms = results.flatMap((r) =>
     r.ok

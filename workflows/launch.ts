@@ -1,7 +1,7 @@
 // launchCluster: starts every VM of a spec on its host (all hosts at once) and records the cluster.
 // If any VM cannot be started, the ones that were are stopped again: a cluster is up whole or not at all.
 import { CancellationScope, log, uuid4 } from '@temporalio/workflow';
-import { launchInputSchema } from '../common/workflow-inputs';
+import { launchInputSchema, type LaunchInput } from '../common/workflow-inputs';
 import { resolveVm, taskQueueOf, type ResolvedVm } from '../common/spec';
 import type { LaunchedVm } from '../activities/host/types';
 import { acquireCluster, releaseCluster } from './lock';
@@ -9,13 +9,14 @@ import { hostActivities } from './proxies';
 import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
 import { failWith, reasonOf, validateInput } from './validate';
+import { vmList, withSummary } from './summary';
 
 export interface LaunchResult {
   cluster: string;
   vms: Array<{ name: string; host: string; pid: number; status: string; consoleLog: string }>;
 }
 
-export async function launchCluster(rawInput: unknown): Promise<LaunchResult> {
+export async function launchCluster(rawInput: LaunchInput): Promise<LaunchResult> {
   const { spec } = validateInput(launchInputSchema, rawInput, 'launchCluster');
   const cluster = spec.cluster;
   const progress = new ProgressTracker('launch', cluster);
@@ -31,7 +32,7 @@ export async function launchCluster(rawInput: unknown): Promise<LaunchResult> {
     progress.phase('launch');
     progress.vms(Object.keys(placement), 'launching');
     const launched = await onEveryHost(byHost, (host, vms) =>
-      hosts(host).launch.launchVms({
+      withSummary(hosts(host).launch, `launch ${vmList(vms)} on host ${host}`).launchVms({
         cluster,
         store: spec.store,
         operationId,
@@ -53,7 +54,7 @@ export async function launchCluster(rawInput: unknown): Promise<LaunchResult> {
     log.warn('launch failed; stopping what was started', { cluster, reason });
     await CancellationScope.nonCancellable(async () => {
       progress.phase('undo');
-      await onEveryHostSettled(byHost, (host, vms) => hosts(host).quick.stopVms({ cluster, vms, mode: 'kill' }));
+      await onEveryHostSettled(byHost, (host, vms) => withSummary(hosts(host).quick, `undo: kill ${vmList(vms)} on host ${host}`).stopVms({ cluster, vms, mode: 'kill' }));
       await releaseCluster(cluster, { outcome: 'failed', status: 'down', detail: reason });
     });
     throw failWith(`launching cluster ${cluster} failed: ${reason}`, 'LaunchFailed', err);

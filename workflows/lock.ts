@@ -2,7 +2,9 @@
 import { ActivityFailure, ApplicationFailure, getExternalWorkflowHandle, workflowInfo } from '@temporalio/workflow';
 import type { ClusterSpec } from '../common/spec';
 import { controllerActivities } from './proxies';
-import { clusterWorkflowId, releaseSignal, type AcquireReply, type OperationKind, type ReleaseRequest } from './definitions';
+import { clusterWorkflowId } from '../common/ids';
+import { releaseSignal, type AcquireReply, type OperationKind, type ReleaseRequest } from './definitions';
+import { withSummary } from './summary';
 
 export async function acquireCluster(
   cluster: string,
@@ -11,7 +13,7 @@ export async function acquireCluster(
 ): Promise<AcquireReply> {
   const info = workflowInfo();
   try {
-    return await controllerActivities().quick.acquireCluster({
+    return await withSummary(controllerActivities().quick, `lock cluster ${cluster} for ${operation}${options.checkpointId ? ` ${options.checkpointId}` : ''}`).acquireCluster({
       cluster,
       operation,
       workflowId: info.workflowId,

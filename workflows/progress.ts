@@ -1,6 +1,7 @@
 // Progress of one operation: the `progress` query's answer, kept up to date as phases and VMs move on,
-// mirrored into search attributes so the Web UI can filter operations by cluster, phase and checkpoint.
-import { setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+// mirrored into search attributes so the Web UI can filter operations by cluster, phase and checkpoint,
+// and into the workflow's current details (details.ts) so its Web UI page shows it without a query.
+import { setCurrentDetails, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
 import { VCCR_CHECKPOINT_ID, VCCR_CLUSTER, VCCR_OPERATION, VCCR_PHASE } from '../common/search-attributes';
 import {
   progressQuery,
@@ -9,12 +10,15 @@ import {
   type OperationProgress,
   type VmPhaseState,
 } from './definitions';
+import { renderDetails } from './details';
 
 export class ProgressTracker {
   readonly state: OperationProgress;
 
   constructor(operation: OperationKind, cluster: string, checkpointId?: string) {
     this.state = {
+      format: 'vccr-progress',
+      version: 1,
       operation,
       cluster,
       ...(checkpointId ? { checkpointId } : {}),
@@ -34,6 +38,7 @@ export class ProgressTracker {
         vm.bytesTotal = Math.max(vm.bytesTotal, u.bytesTotal);
       }
       this.sumBytes();
+      this.showDetails();
     });
     this.publish();
   }
@@ -47,6 +52,7 @@ export class ProgressTracker {
     for (const [name, host] of Object.entries(placement)) {
       this.state.vms[name] = { host, state: 'pending', bytesDone: 0, bytesTotal: 0 };
     }
+    this.showDetails();
   }
 
   /** Starts a phase (ending the previous one). */
@@ -62,6 +68,7 @@ export class ProgressTracker {
   endPhase(): void {
     const current = this.state.phases[this.state.phase];
     if (current && current.end === undefined) current.end = Date.now();
+    this.showDetails();
   }
 
   vms(names: Iterable<string>, state: VmPhaseState): void {
@@ -69,6 +76,7 @@ export class ProgressTracker {
       const vm = this.state.vms[name];
       if (vm) vm.state = state;
     }
+    this.showDetails();
   }
 
   setBytes(name: string, done: number, total: number): void {
@@ -77,10 +85,12 @@ export class ProgressTracker {
     vm.bytesDone = done;
     vm.bytesTotal = total;
     this.sumBytes();
+    this.showDetails();
   }
 
   fail(error: string): void {
     this.state.error = error;
+    this.showDetails();
   }
 
   private sumBytes(): void {
@@ -94,7 +104,13 @@ export class ProgressTracker {
     this.state.bytesTotal = total;
   }
 
+  /** Current details are not history: setting them often costs nothing and never affects replay. */
+  private showDetails(): void {
+    setCurrentDetails(renderDetails(this.state, Date.now()));
+  }
+
   private publish(): void {
+    this.showDetails();
     upsertSearchAttributes([
       { key: VCCR_CLUSTER, value: this.state.cluster },
       { key: VCCR_OPERATION, value: this.state.operation },

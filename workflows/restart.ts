@@ -3,7 +3,7 @@
 //   → launch each VM from its recorded configuration, paused, waiting for its state, on a fresh overlay
 //   over its frozen disks → load every state (load barrier) → cont all together.
 import { ApplicationFailure, CancellationScope, log, uuid4, workflowInfo } from '@temporalio/workflow';
-import { restartInputSchema } from '../common/workflow-inputs';
+import { restartInputSchema, type RestartInput } from '../common/workflow-inputs';
 import { taskQueueOf, type ClusterSpec, type ResolvedVm } from '../common/spec';
 import type { Manifest } from '../common/manifest';
 import type { VmTimestamp } from '../activities/host/types';
@@ -14,6 +14,7 @@ import { ProgressTracker } from './progress';
 import { failWith, reasonOf, validateInput } from './validate';
 import type { AcquireReply } from './definitions';
 import { spread } from '../common/stats';
+import { stateFiles, vmList, withSummary } from './summary';
 
 export interface RestartResult {
   cluster: string;
@@ -27,7 +28,7 @@ export interface RestartResult {
   unreachableHosts: string[];
 }
 
-export async function restartCluster(rawInput: unknown): Promise<RestartResult> {
+export async function restartCluster(rawInput: RestartInput): Promise<RestartResult> {
   const input = validateInput(restartInputSchema, rawInput, 'restartCluster');
   const info = workflowInfo();
   const cluster = input.cluster;
@@ -40,7 +41,7 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
   } catch (err) {
     // No cluster record (it was lost or never existed here): a store path lets us rebuild it from the manifest.
     if (!input.store || !reasonOf(err).startsWith('unknown cluster')) throw err;
-    const manifest = await controller.quick.findCheckpoint({ store: input.store, cluster, ...(input.checkpointId ? { checkpointId: input.checkpointId } : {}) });
+    const manifest = await withSummary(controller.quick, `read the manifest of ${input.checkpointId ?? 'the newest checkpoint'} in ${input.store}`).findCheckpoint({ store: input.store, cluster, ...(input.checkpointId ? { checkpointId: input.checkpointId } : {}) });
     lock = await acquireCluster(cluster, 'restart', { spec: manifest.spec, create: true, checkpointId: manifest.checkpointId });
   }
   const store = input.store ?? lock.spec.store;
@@ -55,7 +56,7 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
   let launchStartedAt = 0;
   try {
     progress.phase('validate');
-    manifest = await controller.quick.findCheckpoint({ store, cluster, ...(input.checkpointId ? { checkpointId: input.checkpointId } : {}) });
+    manifest = await withSummary(controller.quick, `read the manifest of ${input.checkpointId ?? 'the newest checkpoint'}`).findCheckpoint({ store, cluster, ...(input.checkpointId ? { checkpointId: input.checkpointId } : {}) });
     spec = { ...manifest.spec, hosts: { ...manifest.spec.hosts, ...lock.spec.hosts } };
     const checkpointId = manifest.checkpointId;
     progress.setCheckpointId(checkpointId);
@@ -75,7 +76,7 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
     const byName = new Map(manifest.vms.map((vm) => [vm.name, vm]));
     const stateFile = (vm: string) => `${store}/${cluster}/${checkpointId}/${byName.get(vm)?.state.file ?? ''}`;
     await onEveryHost(targets, (host, vms) =>
-      hosts(host).transfer('1 hour').verifyStateFiles({
+      withSummary(hosts(host).transfer('1 hour'), `verify ${stateFiles(checkpointId, vms)} on host ${host} (sha256)`).verifyStateFiles({
         files: vms.map((vm) => ({ vm, file: stateFile(vm), size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
       }),
     );
@@ -85,7 +86,7 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
     const remappedAway = new Set(Object.keys(input.hostMap).filter((h) => input.hostMap[h] !== h));
     const candidates = new Set([...Object.values(oldPlacement), ...manifestHosts, ...targets.keys()]);
     const everywhere = new Map([...candidates].map((h) => [h, allVms]));
-    const gone = await onEveryHostSettled(everywhere, (host, vms) => hosts(host).quick.ensureVmsGone({ cluster, vms, force: input.force }));
+    const gone = await onEveryHostSettled(everywhere, (host, vms) => withSummary(hosts(host).quick, `${input.force ? 'stop' : 'check'} old VMs on host ${host}`).ensureVmsGone({ cluster, vms, force: input.force }));
     for (const r of gone) {
       if (r.ok) continue;
       const why = reasonOf(r.error);
@@ -106,7 +107,7 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
       manifest.vms.map((vm) => [vm.name, Object.fromEntries(vm.disks.map((d) => [d.id, [d.frozen, ...d.backing]]))]),
     );
     await onEveryHost(targets, (host, vms) =>
-      hosts(host).launch.launchVms({
+      withSummary(hosts(host).launch, `launch ${vmList(vms)} on host ${host}, waiting for ${checkpointId}`).launchVms({
         cluster,
         store,
         operationId,
@@ -120,7 +121,7 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
     for (const vm of manifest.vms) progress.setBytes(vm.name, 0, vm.state.size);
     const loadSentAt = Date.now();
     const loaded = await onEveryHost(targets, (host, vms) =>
-      hosts(host).transfer('1 hour').loadVmStates({
+      withSummary(hosts(host).transfer('1 hour'), `load ${vmList(vms)} on host ${host} ← ${stateFiles(checkpointId, vms)}`).loadVmStates({
         cluster,
         checkpointId,
         vms: vms.map((vm) => ({ name: vm, file: stateFile(vm), size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
@@ -134,7 +135,7 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
     const resumeAt = Date.now() + barrierLead(loadSentAt, [...loaded.values()].flat().map((t) => t.receivedAt ?? loadSentAt));
     progress.vms(Object.keys(placement), 'resuming');
     const resumed = await onEveryHost(targets, async (host, vms) => {
-      const report = await hosts(host).quick.resumeVms({ cluster, vms, notBefore: resumeAt });
+      const report = await withSummary(hosts(host).quick, `resume ${vmList(vms)} on host ${host}`).resumeVms({ cluster, vms, notBefore: resumeAt });
       if (report.failed.length) {
         throw ApplicationFailure.nonRetryable(`could not resume ${report.failed.map((f) => `${f.name} (${f.reason})`).join(', ')}`, 'ResumeFailed');
       }
@@ -143,7 +144,7 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
     progress.vms(Object.keys(placement), 'running');
     progress.phase('done');
     await releaseCluster(cluster, { outcome: 'completed', status: 'running', placement, checkpointId });
-    await controller.quick.collectGarbage({ store, cluster }).catch((err: unknown) => log.warn('garbage collection failed', { err: reasonOf(err) }));
+    await withSummary(controller.quick, `remove disk layers nothing needs any more`).collectGarbage({ store, cluster }).catch((err: unknown) => log.warn('garbage collection failed', { err: reasonOf(err) }));
 
     const loadedAt = new Map([...loaded.values()].flat().map((t: VmTimestamp) => [t.name, t.at]));
     const resumedAt = new Map([...resumed.values()].flat().map((t: VmTimestamp) => [t.name, t.at]));
@@ -169,7 +170,7 @@ export async function restartCluster(rawInput: unknown): Promise<RestartResult> 
       const touched = launchStartedAt > 0;
       if (touched) {
         progress.phase('undo');
-        await onEveryHostSettled(targets, (host, vms) => hosts(host).quick.stopVms({ cluster, vms, mode: 'kill' }));
+        await onEveryHostSettled(targets, (host, vms) => withSummary(hosts(host).quick, `undo: kill ${vmList(vms)} on host ${host}`).stopVms({ cluster, vms, mode: 'kill' }));
       }
       await releaseCluster(cluster, { outcome: 'failed', ...(touched ? { status: 'down' as const } : {}), detail: reason });
     });

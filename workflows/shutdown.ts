@@ -1,12 +1,13 @@
 // shutdownCluster: ends every VM of the cluster (quit, or kill as a crash would) and marks it down.
 import { ApplicationFailure } from '@temporalio/workflow';
-import { shutdownInputSchema } from '../common/workflow-inputs';
+import { shutdownInputSchema, type ShutdownInput } from '../common/workflow-inputs';
 import { taskQueueOf } from '../common/spec';
 import { acquireCluster, releaseCluster } from './lock';
 import { hostActivities } from './proxies';
 import { groupByHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
 import { reasonOf, validateInput } from './validate';
+import { vmList, withSummary } from './summary';
 
 export interface ShutdownResult {
   cluster: string;
@@ -15,7 +16,7 @@ export interface ShutdownResult {
   unreachable: Array<{ host: string; vms: string[]; reason: string }>;
 }
 
-export async function shutdownCluster(rawInput: unknown): Promise<ShutdownResult> {
+export async function shutdownCluster(rawInput: ShutdownInput): Promise<ShutdownResult> {
   const input = validateInput(shutdownInputSchema, rawInput, 'shutdownCluster');
   const cluster = input.cluster;
   const progress = new ProgressTracker('shutdown', cluster);
@@ -24,7 +25,7 @@ export async function shutdownCluster(rawInput: unknown): Promise<ShutdownResult
   progress.phase('stop');
   progress.vms(Object.keys(lock.placement), 'stopping');
   const results = await onEveryHostSettled(groupByHost(lock.placement), (host, vms) =>
-    hostActivities(taskQueueOf(lock.spec, host)).quick.stopVms({ cluster, vms, mode: input.mode }),
+    withSummary(hostActivities(taskQueueOf(lock.spec, host)).quick, `${input.mode === 'kill' ? 'kill' : 'stop'} ${vmList(vms)} on host ${host}`).stopVms({ cluster, vms, mode: input.mode }),
   );
   const stopped = results.flatMap((r) => (r.ok ? r.value.filter((v) => v.wasRunning).map((v) => v.name) : []));
   const unreachable = results.flatMap((r) => (r.ok ? [] : [{ host: r.host, vms: r.vms, reason: reasonOf(r.error) }]));
