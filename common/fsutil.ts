@@ -1,6 +1,6 @@
 // Durable file writes: temp file in the same folder, fsync, rename, fsync the folder. After a crash the
 // destination holds either the old content or the new, never a mix.
-import { closeSync, fsyncSync, openSync, renameSync, writeFileSync, writeSync, rmSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, writeFileSync, rmSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -14,35 +14,9 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-export function writeFileAtomicSync(path: string, data: string | Buffer, mode = 0o600): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'wx', mode);
-  try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  try {
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  fsyncDir(dirname(path));
-}
-
 /**
- * Async variant for the checkpoint store. The temp file has a fixed name, so a write retried after a crash
- * (the controller died between writing it and renaming it) replaces the leftover instead of adding another.
- * Callers never write the same path concurrently.
- */
-/**
- * Atomic replace without fsync: enough where only a process crash matters (a host's lease files: after a
- * power loss the VMs they describe are gone too), and cheap enough for the pause barrier's critical path.
+ * Atomic replace without fsync: enough where only a process crash matters (a host's lease files and VM
+ * records: after a power loss the VMs they describe are gone too), and cheap enough for critical paths.
  */
 export function replaceFileSync(path: string, data: string): void {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
@@ -55,6 +29,11 @@ export function replaceFileSync(path: string, data: string): void {
   }
 }
 
+/**
+ * Durable write for the checkpoint store. The temp file has a fixed name, so a write retried after a crash
+ * (the controller died between writing it and renaming it) replaces the leftover instead of adding another.
+ * Callers never write the same path concurrently.
+ */
 export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.tmp`);
   const handle = await open(tmp, 'w', mode);

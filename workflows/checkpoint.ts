@@ -124,6 +124,7 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
         checkpointId,
         vms,
         progressWorkflowId: info.workflowId,
+        ...(spec.stateCompression ? { compression: spec.stateCompression } : {}),
       }),
     );
     for (const states of saved.values()) for (const s of states) progress.setBytes(s.name, s.size, s.size);
@@ -152,7 +153,7 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
           machineType: vm.machineType,
           qemuVersion: report.qemuVersion,
           argv: vm.argv,
-          state: { file: `${vm.name}.state`, size: save.size, sha256: save.sha256 },
+          state: { file: `${vm.name}.state`, size: save.size, sha256: save.sha256, ...(save.codec ? { codec: save.codec, rawSize: save.rawSize ?? 0 } : {}) },
           disks: (freeze?.disks ?? []).map((d) => ({ id: d.id, frozen: d.frozen, backing: d.backing })),
           ...(pause.consoleOffset !== undefined ? { console: { path: vm.consoleLog, offsetAtPause: pause.consoleOffset } } : {}),
           timings: {

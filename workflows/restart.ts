@@ -124,7 +124,10 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
       withSummary(hosts(host).transfer('1 hour'), `load ${vmList(vms)} on host ${host} ← ${stateFiles(checkpointId, vms)}`).loadVmStates({
         cluster,
         checkpointId,
-        vms: vms.map((vm) => ({ name: vm, file: stateFile(vm), size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
+        vms: vms.map((vm) => {
+          const state = byName.get(vm)?.state;
+          return { name: vm, file: stateFile(vm), size: state?.size ?? 0, sha256: state?.sha256 ?? '', ...(state?.codec ? { codec: state.codec } : {}) };
+        }),
         progressWorkflowId: info.workflowId,
       }),
     );

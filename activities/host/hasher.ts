@@ -1,8 +1,11 @@
-// sha256 on another thread, over memory shared with it. Saving and loading VM state is CPU-bound on small
-// hosts (QEMU's migration threads, our socket and file I/O, hashing and the kernel's writeback compete),
-// so the bytes are neither copied nor handed over: a transfer reads or writes its stream through a ring of
-// slots in a page-aligned shared memory (aligned, so the file can be written with O_DIRECT), and this
-// thread hashes each slot where it lies. OpenSSL uses the CPU's SHA extensions: ~1.5–1.9 GB/s per core.
+// sha256 on other threads, over memory shared with them. Saving and loading VM state is CPU-bound on small
+// hosts (QEMU's migration threads, our socket and file I/O, hashing and the kernel compete), so the bytes
+// are neither copied nor handed over: a transfer moves its stream through a lane, a ring of slots in
+// page-aligned shared memory (aligned, so the file can be written with O_DIRECT), and a hashing thread
+// hashes each slot where it lies. OpenSSL uses the CPU's SHA extensions here: 1.3–1.9 GB/s per core.
+// The threads are few (one per core, at most 4) and shared by every lane: a host restoring a hundred small
+// VMs must not start a hundred threads (tens of ms each).
+import { availableParallelism } from 'node:os';
 import { open } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 
@@ -11,33 +14,85 @@ export const SLOT_BYTES = 4 << 20;
 /** Slots per ring: one filling, the others being written and hashed. */
 export const SLOTS = 4;
 const WASM_PAGE = 64 << 10;
-/** Idle lanes kept for the next transfer (each holds SLOTS × SLOT_BYTES of memory and a thread). */
-const MAX_IDLE = 4;
+/** Idle rings kept for the next transfers (each SLOTS × SLOT_BYTES). */
+const MAX_IDLE_RINGS = 4;
+const MAX_THREADS = Math.max(1, Math.min(4, availableParallelism()));
 
 const SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-let memory;
-let hash;
+const streams = new Map();
 parentPort.on('message', (m) => {
-  if (m.begin) {
-    memory = m.begin;
-    hash = createHash('sha256');
-  } else if (m.digest) {
-    parentPort.postMessage({ digest: hash.digest('hex') });
-    hash = undefined;
+  if (m.begin !== undefined) {
+    streams.set(m.begin, { memory: m.memory, hash: createHash('sha256') });
+  } else if (m.drop !== undefined) {
+    streams.delete(m.drop);
+  } else if (m.digest !== undefined) {
+    const s = streams.get(m.digest);
+    streams.delete(m.digest);
+    if (s) parentPort.postMessage({ id: m.digest, digest: s.hash.digest('hex') });
   } else {
-    hash.update(new Uint8Array(memory, m.offset, m.length));
-    parentPort.postMessage({ hashed: m.length });
+    const s = streams.get(m.id);
+    if (!s) return; // dropped: nobody waits for it
+    s.hash.update(new Uint8Array(s.memory, m.offset, m.length));
+    parentPort.postMessage({ id: m.id, hashed: true });
   }
 });
 `;
 
-const idle: HashLane[] = [];
-
 /** WebAssembly.Memory (tsconfig's lib has no WebAssembly types): its memory is page-aligned, a Buffer's is not. */
 type SharedWasmMemory = new (descriptor: { initial: number; maximum: number; shared: true }) => { buffer: SharedArrayBuffer };
 const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: SharedWasmMemory } }).WebAssembly.Memory;
+
+type Reply = { id: number; hashed?: true; digest?: string };
+
+/** One hashing thread and the lanes it serves. It keeps the process alive only while it serves one. */
+class HashThread {
+  readonly worker = new Worker(SOURCE, { eval: true });
+  readonly lanes = new Map<number, HashLane>();
+
+  constructor(private readonly onDeath: (t: HashThread) => void) {
+    this.worker.on('message', (m: Reply) => this.lanes.get(m.id)?.reply(m));
+    const die = (err: Error) => {
+      this.onDeath(this);
+      for (const lane of this.lanes.values()) lane.fail(err);
+      this.lanes.clear();
+    };
+    this.worker.on('error', die);
+    this.worker.on('exit', () => die(new Error('a hashing thread exited')));
+    this.worker.unref();
+  }
+
+  attach(id: number, lane: HashLane): void {
+    if (this.lanes.size === 0) this.worker.ref();
+    this.lanes.set(id, lane);
+  }
+
+  detach(id: number): void {
+    if (this.lanes.delete(id) && this.lanes.size === 0) this.worker.unref();
+  }
+}
+
+const threads: HashThread[] = [];
+const idleRings: SharedArrayBuffer[] = [];
+let nextId = 1;
+
+function forget(thread: HashThread): void {
+  const i = threads.indexOf(thread);
+  if (i >= 0) threads.splice(i, 1);
+}
+
+/** The thread serving the fewest lanes (a new one while there are fewer than MAX_THREADS). */
+function leastBusyThread(): HashThread {
+  const free = threads.find((t) => t.lanes.size === 0);
+  if (free) return free;
+  if (threads.length < MAX_THREADS) {
+    const t = new HashThread(forget);
+    threads.push(t);
+    return t;
+  }
+  return threads.reduce((a, b) => (b.lanes.size < a.lanes.size ? b : a));
+}
 
 /**
  * A ring of SLOTS aligned slots in memory shared with a hashing thread. `hash(slot, n)` hashes the first
@@ -45,69 +100,72 @@ const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: SharedWasm
  */
 export class HashLane {
   readonly slots: Buffer[];
-  private readonly memory: SharedArrayBuffer;
-  private readonly worker: Worker;
+  private readonly id = nextId++;
+  private readonly thread: HashThread;
   private waiting: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
   private digestWaiter: { resolve: (hex: string) => void; reject: (e: unknown) => void } | undefined;
-  private broken: Error | undefined;
+  private broken: unknown;
 
-  private constructor() {
-    // Shared, so the hashing thread reads it in place; never detached, so the lane can be reused.
-    const pages = (SLOTS * SLOT_BYTES) / WASM_PAGE;
-    this.memory = new WasmMemory({ initial: pages, maximum: pages, shared: true }).buffer;
-    this.slots = Array.from({ length: SLOTS }, (_, i) => Buffer.from(this.memory, i * SLOT_BYTES, SLOT_BYTES));
-    this.worker = new Worker(SOURCE, { eval: true });
-    this.worker.on('message', (m: { hashed?: number; digest?: string }) => {
-      if (m.hashed !== undefined) this.waiting.shift()?.resolve();
-      else if (m.digest !== undefined) this.digestWaiter?.resolve(m.digest);
-    });
-    this.worker.on('error', (err) => this.fail(err));
-    this.worker.on('exit', () => this.fail(new Error('the hashing thread exited')));
+  private constructor(private readonly memory: SharedArrayBuffer) {
+    this.slots = Array.from({ length: SLOTS }, (_, i) => Buffer.from(memory, i * SLOT_BYTES, SLOT_BYTES));
+    this.thread = leastBusyThread();
+    this.thread.attach(this.id, this);
+    this.thread.worker.postMessage({ begin: this.id, memory });
   }
 
-  /** A lane with a fresh hash (an idle one if there is). */
+  /** A lane with a fresh hash (on an idle ring if there is one). */
   static acquire(): HashLane {
-    const lane = idle.pop() ?? new HashLane();
-    lane.worker.ref(); // a transfer keeps the process alive; an idle lane does not (unref in digest)
-    lane.worker.postMessage({ begin: lane.memory });
-    return lane;
+    const pages = (SLOTS * SLOT_BYTES) / WASM_PAGE;
+    // Shared, so the hashing thread reads it in place; never detached, so a ring can be reused.
+    return new HashLane(idleRings.pop() ?? new WasmMemory({ initial: pages, maximum: pages, shared: true }).buffer);
   }
 
   hash(slot: number, length: number): Promise<void> {
-    if (this.broken) return Promise.reject(this.broken);
+    if (this.broken !== undefined) return Promise.reject(this.broken);
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
-      this.worker.postMessage({ offset: slot * SLOT_BYTES, length });
+      this.thread.worker.postMessage({ id: this.id, offset: slot * SLOT_BYTES, length });
     });
   }
 
-  /** The hex digest of everything hashed since acquire(); the lane goes back to the pool. */
+  /** The hex digest of everything hashed since acquire(); the ring goes back to the pool. */
   digest(): Promise<string> {
-    if (this.broken) return Promise.reject(this.broken);
+    if (this.broken !== undefined) return Promise.reject(this.broken);
     return new Promise<string>((resolve, reject) => {
       this.digestWaiter = { resolve, reject };
-      this.worker.postMessage({ digest: true });
+      this.thread.worker.postMessage({ digest: this.id });
     }).then((hex) => {
-      this.digestWaiter = undefined;
-      this.worker.unref();
-      if (idle.length < MAX_IDLE) idle.push(this);
-      else void this.worker.terminate();
+      this.thread.detach(this.id);
+      if (idleRings.length < MAX_IDLE_RINGS) idleRings.push(this.memory);
       return hex;
     });
   }
 
-  /** Gives up (after an error): the thread ends, never reused with a half-fed hash. */
-  discard(): void {
-    this.fail(new Error('transfer abandoned'));
-    void this.worker.terminate();
+  /** Returns a lane that hashed nothing (a compressed transfer used only its ring). */
+  release(): void {
+    this.thread.worker.postMessage({ drop: this.id });
+    this.thread.detach(this.id);
+    if (idleRings.length < MAX_IDLE_RINGS) idleRings.push(this.memory);
   }
 
-  private fail(err: Error): void {
+  /** Gives up (after an error): the hash is dropped, and the ring too (the thread may still read it). */
+  discard(): void {
+    this.fail(new Error('transfer abandoned'));
+    this.thread.worker.postMessage({ drop: this.id });
+    this.thread.detach(this.id);
+  }
+
+  /** A reply from the thread, for this lane. */
+  reply(m: Reply): void {
+    if (m.hashed) this.waiting.shift()?.resolve();
+    else if (m.digest !== undefined) this.digestWaiter?.resolve(m.digest);
+  }
+
+  fail(err: unknown): void {
     this.broken ??= err;
     for (const w of this.waiting.splice(0)) w.reject(err);
     this.digestWaiter?.reject(err);
-    const i = idle.indexOf(this);
-    if (i >= 0) idle.splice(i, 1);
+    this.digestWaiter = undefined;
   }
 }
 

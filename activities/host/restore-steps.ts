@@ -79,6 +79,7 @@ export async function loadVmStates(
           await qmp.command('migrate-incoming', { uri: `unix:${socket}` });
           const sent = await sendState(socket, vm.file, {
             signal: ctx.cancellationSignal,
+            ...(vm.codec ? { codec: vm.codec } : {}),
             onProgress: (bytes) => reportProgress(vm.name, bytes, vm.size),
           });
           if (sent.sha256 !== vm.sha256 || sent.size !== vm.size) {

@@ -4,15 +4,20 @@
 // mirror image: QEMU listens (migrate-incoming unix:...), we connect and stream the file into it.
 // Both go through a HashLane's ring of aligned slots: filled from the socket (or the file), written to the
 // file (or the socket) and hashed on another thread where they lie, with no further copy.
+import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { CompressedWriter, decompressedFrames, type StateCodec } from './codec';
 import { HashLane, SLOTS, SLOT_BYTES } from './hasher';
 import { StateFile } from './state-file';
 
 export interface TransferResult {
+  /** Bytes in the file. */
   size: number;
   sha256: string;
+  /** Bytes of the migration stream, when the file is compressed. */
+  rawSize?: number;
 }
 
 export interface TransferOptions {
@@ -20,6 +25,8 @@ export interface TransferOptions {
   onProgress?: (bytes: number) => void;
   progressEveryMs?: number;
   signal?: AbortSignal;
+  /** The state file is (to be) compressed with this codec (see codec.ts); raw when absent. */
+  codec?: StateCodec;
 }
 
 
@@ -30,7 +37,7 @@ class ChunkCounter {
 
   constructor(private readonly options: TransferOptions) {}
 
-  add(chunk: Buffer): void {
+  add(chunk: { length: number }): void {
     this.bytes += chunk.length;
     const now = Date.now();
     if (this.options.onProgress && now - this.lastReport >= (this.options.progressEveryMs ?? 1000)) {
@@ -94,7 +101,8 @@ export class StateReceiver {
 
   async start(): Promise<void> {
     rmSync(this.socketPath, { force: true });
-    const handle = await StateFile.create(this.file);
+    // A compressed file is written through the page cache: its frames are not block-aligned.
+    const handle = await StateFile.create(this.file, { direct: !this.options.codec });
     const server = createServer({ pauseOnConnect: true });
     this.server = server;
     let accepted = false;
@@ -128,12 +136,15 @@ export class StateReceiver {
     const counter = new ChunkCounter(this.options);
     const lane = HashLane.acquire();
     const inFlight = new SlotsInFlight();
+    const compressed = this.options.codec ? new CompressedWriter(file) : undefined;
     let slot = 0;
     let fill = 0;
     let position = 0;
-    // A full slot is written and hashed while the next ones fill; the socket waits when all are busy.
+    // A full slot is written and hashed (or compressed) while the next ones fill; the socket waits when
+    // all are busy.
     const submit = () => {
-      inFlight.add(slot, Promise.all([file.write(lane.slots[slot] as Buffer, fill, position), lane.hash(slot, fill)]));
+      const buf = lane.slots[slot] as Buffer;
+      inFlight.add(slot, compressed ? compressed.push(buf.subarray(0, fill)) : Promise.all([file.write(buf, fill, position), lane.hash(slot, fill)]));
       position += fill;
       fill = 0;
       slot = (slot + 1) % SLOTS;
@@ -152,10 +163,16 @@ export class StateReceiver {
       }
       if (fill) submit();
       await inFlight.all();
-      await file.finish(position);
-      const sha256 = await lane.digest();
+      let result: TransferResult;
+      if (compressed) {
+        result = { ...(await compressed.finish()), rawSize: counter.bytes };
+        lane.release();
+      } else {
+        await file.finish(position);
+        result = { size: position, sha256: await lane.digest() };
+      }
       rmSync(this.socketPath, { force: true });
-      this.resolveDone({ size: counter.bytes, sha256 });
+      this.resolveDone(result);
     } catch (err) {
       lane.discard();
       socket.destroy();
@@ -187,8 +204,6 @@ export async function sendState(socketPath: string, file: string, options: Trans
     }
   }
   const counter = new ChunkCounter(options);
-  const lane = HashLane.acquire();
-  const inFlight = new SlotsInFlight();
   const input = await open(file, 'r');
   let failure: Error | undefined;
   const abort = () => {
@@ -204,8 +219,29 @@ export async function sendState(socketPath: string, file: string, options: Trans
       socket.write(chunk, (err) => (err ? reject(err) : resolve()));
     });
   try {
-    // A slot is reused once the socket has taken it and it is hashed; the next reads overlap both.
+    const sha256 = await (options.codec ? sendDecompressed(input, send, counter, () => failure) : sendRaw(input, send, counter, () => failure));
+    if (failure) throw failure;
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.end(() => resolve());
+    });
+    return { size: counter.bytes, sha256 };
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  } finally {
+    options.signal?.removeEventListener('abort', abort);
+    await input.close();
+  }
+}
+
+/** Streams a raw state file through a lane: a slot is reused once the socket has taken it and it is hashed. */
+async function sendRaw(input: FileHandle, send: (chunk: Buffer) => Promise<void>, counter: ChunkCounter, failed: () => Error | undefined): Promise<string> {
+  const lane = HashLane.acquire();
+  const inFlight = new SlotsInFlight();
+  try {
     for (let slot = 0; ; slot = (slot + 1) % SLOTS) {
+      const failure = failed();
       if (failure) throw failure;
       await inFlight.free(slot);
       const buf = lane.slots[slot] as Buffer;
@@ -216,20 +252,26 @@ export async function sendState(socketPath: string, file: string, options: Trans
       inFlight.add(slot, Promise.all([send(chunk), lane.hash(slot, bytesRead)]));
     }
     await inFlight.all();
-    if (failure) throw failure;
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.end(() => resolve());
-    });
-    return { size: counter.bytes, sha256: await lane.digest() };
+    return await lane.digest();
   } catch (err) {
     lane.discard();
-    socket.destroy();
     throw err;
-  } finally {
-    options.signal?.removeEventListener('abort', abort);
-    await input.close();
   }
+}
+
+/** Streams a compressed state file decompressed, hashing the file's bytes; one frame in the socket at a time. */
+async function sendDecompressed(input: FileHandle, send: (chunk: Buffer) => Promise<void>, counter: ChunkCounter, failed: () => Error | undefined): Promise<string> {
+  const hash = createHash('sha256');
+  let inFlight: Promise<void> = Promise.resolve();
+  for await (const raw of decompressedFrames(input, hash, (n) => counter.add({ length: n }))) {
+    const failure = failed();
+    if (failure) throw failure;
+    await inFlight;
+    inFlight = send(raw);
+    inFlight.catch(() => undefined); // awaited below
+  }
+  await inFlight;
+  return hash.digest('hex');
 }
 
 export async function removeQuietly(path: string): Promise<void> {

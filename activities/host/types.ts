@@ -1,6 +1,6 @@
 // Requests and replies of the host activities: one activity call per host per protocol step, carrying
 // all of that host's VMs, so the cost of a barrier does not grow with the number of VMs per host.
-import type { ResolvedVm } from '../../common/spec';
+import type { ResolvedVm, StateCodec } from '../../common/spec';
 
 export interface VmRef {
   cluster: string;
@@ -128,6 +128,8 @@ export interface SaveRequest {
   vms: string[];
   /** Workflow to send progress signals to. */
   progressWorkflowId: string;
+  /** Compress the state files (the cluster spec's stateCompression). */
+  compression?: StateCodec;
 }
 
 export interface SavedState {
@@ -137,12 +139,15 @@ export interface SavedState {
   sha256: string;
   startedAt: number;
   finishedAt: number;
+  codec?: StateCodec;
+  /** The migration stream's size, when the file is compressed. */
+  rawSize?: number;
 }
 
 export interface LoadRequest {
   cluster: string;
   checkpointId: string;
-  vms: Array<{ name: string; file: string; size: number; sha256: string }>;
+  vms: Array<{ name: string; file: string; size: number; sha256: string; codec?: StateCodec }>;
   progressWorkflowId: string;
 }
 
