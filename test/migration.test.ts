@@ -15,6 +15,7 @@ import {
   loadFromStream,
   MigrationError,
   pauseVm,
+  prepareBackgroundSnapshot,
   resumeVm,
   saveToStream,
   startBackgroundSnapshot,
@@ -197,15 +198,16 @@ async function drainingSink(path: string): Promise<{ close: () => void }> {
   };
 }
 
-/** Pause, freeze the disk (a new overlay on top while paused), then start a background snapshot. */
+/** The live sequence: prepare (VM running), pause, freeze the disk (a new overlay while paused), snapshot at `at`. */
 async function liveSnapshot(scope: Scope, vm: GuestVm, file: string, at?: number): Promise<{ snap: BackgroundSnapshot; offset: number; stoppedAt: number }> {
   const name = vm.options.name;
+  const prepared = await prepareBackgroundSnapshot(vm.qmp, { vm: name, socketPath: scope.path(`${name}.snap.sock`), file });
   const paused = await pauseVm(vm.qmp, name);
   const offset = vm.consoleSize();
   if (vm.options.disk) {
     await vm.qmp.command('blockdev-snapshot-sync', { device: 'drive-d0', 'snapshot-file': scope.path(`${name}.after.qcow2`), format: 'qcow2' });
   }
-  const snap = await startBackgroundSnapshot(vm.qmp, { vm: name, socketPath: scope.path(`${name}.snap.sock`), file, ...(at ? { at } : {}) });
+  const snap = await prepared.start(at);
   return { snap, offset, stoppedAt: paused.atMs };
 }
 
@@ -219,7 +221,6 @@ test('live: a paused guest with a frozen disk is snapshotted in the background; 
   const file = scope.path('vm.state');
   const { snap, offset, stoppedAt } = await liveSnapshot(scope, vm, file);
 
-  assert.equal(snap.times.before, 'paused');
   assert.equal(snap.times.stoppedAtMs, undefined, 'QEMU does not stop a VM we paused a second time');
   assert.ok(stoppedAt < snap.times.resumedAtMs, 'STOP precedes RESUME');
   assert.ok(snap.times.setupAtMs !== undefined && snap.times.activeAtMs !== undefined);
@@ -245,6 +246,12 @@ test('live: cancelled while the guest runs: it keeps running, the file is gone, 
   const scope = new Scope(t);
   const vm = await bootMemfill(scope, 'vm', 512, 384);
   const file = scope.path('vm.state');
+  const unused = await prepareBackgroundSnapshot(vm.qmp, { vm: 'vm', socketPath: scope.path('unused.sock'), file });
+  assert.equal(existsSync(file), true, 'prepared: the file exists, empty');
+  await unused.discard();
+  assert.equal(existsSync(file), false, 'discarded before the start: no file');
+  await assert.rejects(unused.start(), /already started or discarded/);
+
   const { snap } = await liveSnapshot(scope, vm, file);
   const before = lastAlive(vm);
   await snap.cancel();

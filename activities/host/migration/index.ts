@@ -8,7 +8,8 @@
 //   pauseVm / resumeVm   stop / cont, timed by QEMU's STOP / RESUME events; waitUntil(at) for timed plans
 //   saveToStream         stop mode: a paused VM's state into our StateReceiver (file)
 //   loadFromStream       a state file into a QEMU started with `-incoming defer`
-//   startBackgroundSnapshot   live mode: snapshot at a given instant; the guest runs while RAM is written
+//   prepareBackgroundSnapshot live mode: set up before the pause; start(at) snapshots at that instant and
+//                             resolves at QEMU's RESUME; the guest runs while RAM is written (done, cancel)
 export {
   cancelMigration,
   cancelsBackgroundSnapshotSafely,
@@ -27,9 +28,11 @@ export {
 export { MigrationError, type MigrationErrorDetails, type MigrationFailureKind } from './errors';
 export { pauseVm, resumeVm, waitUntil, type RunStateChange } from './runstate';
 export {
+  prepareBackgroundSnapshot,
   startBackgroundSnapshot,
   type BackgroundSnapshot,
   type BackgroundSnapshotOptions,
+  type PreparedSnapshot,
   type SnapshotResult,
   type SnapshotTimes,
 } from './snapshot';

@@ -6,7 +6,7 @@
 // Measured on QEMU 7.2 (see LIVE-LAB notes): a VM we paused gets no second STOP; the events are
 // MIGRATION setup → active → RESUME → … → completed, and query-status says `running` from RESUME on.
 import { rm } from 'node:fs/promises';
-import { eventTimeMs, type QmpClient, type QmpEvent, type RunState } from '../../qmp';
+import { eventTimeMs, type QmpClient, type QmpEvent } from '../../qmp';
 import { StateReceiver, type TransferResult } from '../transfer';
 import { configureMigration, isActiveStatus, MigrationWatch, qmpFailure, UNLIMITED_BANDWIDTH, type MigrationEnd } from './control';
 import { MigrationError, messageOf } from './errors';
@@ -20,8 +20,6 @@ export interface BackgroundSnapshotOptions {
   socketPath: string;
   /** The state file, created exclusively; removed again unless the snapshot completes. */
   file: string;
-  /** Epoch ms at which to send `migrate` (default: at once). */
-  at?: number;
   /** Bytes QEMU has sent so far, about once a second. */
   onProgress?: (bytes: number) => void;
   /** How long QEMU may take to resume the guest after `migrate` (default 30 s). */
@@ -38,8 +36,6 @@ export interface SnapshotTimes {
   activeAtMs: number | undefined;
   /** QEMU's RESUME timestamp: the snapshot instant is before this; the guest runs from here on. */
   resumedAtMs: number;
-  /** query-status before `migrate`. */
-  before: RunState;
 }
 
 export interface SnapshotResult extends TransferResult {
@@ -58,30 +54,75 @@ export interface BackgroundSnapshot {
   cancel(): Promise<void>;
 }
 
+export interface PreparedSnapshot {
+  readonly vm: string;
+  /**
+   * Sends `migrate` at `at` (epoch ms; default at once) and resolves once QEMU has resumed the guest
+   * (RESUME), with the times QEMU reported. Call it once.
+   */
+  start(at?: number): Promise<BackgroundSnapshot>;
+  /** Gives up before start(): removes the (empty) file and the sockets. */
+  discard(): Promise<void>;
+}
+
 /**
- * Starts a background snapshot at `options.at` and resolves once QEMU has resumed the guest (RESUME),
- * with the times QEMU reported. Fails (MigrationError) before anything happened to the VM if
- * background snapshots are unsupported ('unsupported') or another migration is active ('wrong-state').
+ * Everything that can be done before the pause: checks, capabilities, the receiver and the relay. Fails
+ * (MigrationError) without touching the VM if background snapshots are unsupported here ('unsupported')
+ * or another migration is active ('wrong-state').
  */
-export async function startBackgroundSnapshot(qmp: QmpClient, options: BackgroundSnapshotOptions): Promise<BackgroundSnapshot> {
+export async function prepareBackgroundSnapshot(qmp: QmpClient, options: BackgroundSnapshotOptions): Promise<PreparedSnapshot> {
   const { vm } = options;
-  const before = await requireSnapshotable(qmp, vm);
+  await requireSnapshotable(qmp, vm);
   await configureMigration(qmp, vm, { events: true, backgroundSnapshot: true, maxBandwidth: UNLIMITED_BANDWIDTH });
   const receiver = new StateReceiver(`${options.socketPath}.rx`, options.file);
   await receiver.start();
   const relay = new DrainingRelay(options.socketPath, `${options.socketPath}.rx`);
-  const events = qmp.events({ names: ['STOP', 'RESUME', 'MIGRATION'] });
-  const watch = new MigrationWatch(qmp, vm);
-  const parts: Parts = { qmp, vm, options, receiver, relay, watch, end: undefined };
+  const parts: Parts = { qmp, vm, options, receiver, relay, watch: undefined, end: undefined };
   try {
     await relay.start();
-    await waitUntil(options.at);
+  } catch (err) {
+    await abandon(parts, err);
+    throw err;
+  }
+  let used = false;
+  const claim = (): void => {
+    if (used) throw new MigrationError('this snapshot was already started or discarded', { vm, kind: 'wrong-state' });
+    used = true;
+  };
+  return {
+    vm,
+    start: async (at) => {
+      claim();
+      return launch(parts, at);
+    },
+    discard: async () => {
+      if (used) return;
+      used = true;
+      await abandon(parts, new Error('snapshot discarded before it started'));
+    },
+  };
+}
+
+/** prepareBackgroundSnapshot(), then start() at `options.at`. */
+export async function startBackgroundSnapshot(qmp: QmpClient, options: BackgroundSnapshotOptions & { at?: number }): Promise<BackgroundSnapshot> {
+  const prepared = await prepareBackgroundSnapshot(qmp, options);
+  return prepared.start(options.at);
+}
+
+async function launch(parts: Parts, at: number | undefined): Promise<BackgroundSnapshot> {
+  const { qmp, vm, options } = parts;
+  // Subscribed only now, so the STOP of our own pause (before this) is not taken for QEMU's.
+  const events = qmp.events({ names: ['STOP', 'RESUME', 'MIGRATION'] });
+  const watch = new MigrationWatch(qmp, vm);
+  parts.watch = watch;
+  try {
+    await waitUntil(at);
     const migrateAtMs = Date.now();
     await qmp.command('migrate', { uri: `unix:${options.socketPath}` }).catch((err: unknown) => {
       throw qmpFailure(vm, 'QEMU refused to start the snapshot', err);
     });
     parts.end = settled(watch.end());
-    const times = await untilResumed(events, { vm, migrateAtMs, before, timeoutMs: options.resumeTimeoutMs ?? 30_000 });
+    const times = await untilResumed(events, { vm, migrateAtMs, timeoutMs: options.resumeTimeoutMs ?? 30_000 });
     return handle(parts, times);
   } catch (err) {
     await abandon(parts, err);
@@ -91,7 +132,7 @@ export async function startBackgroundSnapshot(qmp: QmpClient, options: Backgroun
   }
 }
 
-async function requireSnapshotable(qmp: QmpClient, vm: string): Promise<RunState> {
+async function requireSnapshotable(qmp: QmpClient, vm: string): Promise<void> {
   try {
     const { status } = await qmp.command('query-status');
     if (status !== 'running' && status !== 'paused') {
@@ -99,7 +140,6 @@ async function requireSnapshotable(qmp: QmpClient, vm: string): Promise<RunState
     }
     const { status: migration } = await qmp.command('query-migrate');
     if (isActiveStatus(migration)) throw new MigrationError(`a migration is already ${migration}`, { vm, kind: 'wrong-state', status: migration });
-    return status;
   } catch (err) {
     throw qmpFailure(vm, 'could not check the VM before the snapshot', err);
   }
@@ -108,13 +148,12 @@ async function requireSnapshotable(qmp: QmpClient, vm: string): Promise<RunState
 interface ResumeWait {
   vm: string;
   migrateAtMs: number;
-  before: RunState;
   timeoutMs: number;
 }
 
 /** Reads QEMU's events until RESUME; a migration that ends before the guest resumed is an error. */
 async function untilResumed(events: AsyncIterator<QmpEvent<'STOP' | 'RESUME' | 'MIGRATION'>>, wait: ResumeWait): Promise<SnapshotTimes> {
-  const times: Omit<SnapshotTimes, 'resumedAtMs'> = { migrateAtMs: wait.migrateAtMs, before: wait.before, stoppedAtMs: undefined, setupAtMs: undefined, activeAtMs: undefined };
+  const times: Omit<SnapshotTimes, 'resumedAtMs'> = { migrateAtMs: wait.migrateAtMs, stoppedAtMs: undefined, setupAtMs: undefined, activeAtMs: undefined };
   const deadline = Date.now() + wait.timeoutMs;
   for (;;) {
     const next = await withDeadline(events.next(), deadline);
@@ -149,7 +188,8 @@ interface Parts {
   options: BackgroundSnapshotOptions;
   receiver: StateReceiver;
   relay: DrainingRelay;
-  watch: MigrationWatch;
+  /** Set when the snapshot starts. */
+  watch: MigrationWatch | undefined;
   /** QEMU's verdict, from the moment `migrate` was sent. */
   end: Promise<Settled<MigrationEnd>> | undefined;
 }
@@ -177,7 +217,7 @@ async function finish(parts: Parts, isCancelled: () => boolean): Promise<Snapsho
   const { vm, relay, receiver } = parts;
   try {
     const received = settled(receiver.done);
-    const verdict = await (parts.end ?? settled(parts.watch.end()));
+    const verdict = await (parts.end ?? settled(Promise.reject(new Error('the snapshot never started'))));
     if (!verdict.ok) throw verdict.error;
     const end = verdict.value;
     await relay.ended;
@@ -194,7 +234,7 @@ async function finish(parts: Parts, isCancelled: () => boolean): Promise<Snapsho
     await abandon(parts, err);
     throw err;
   } finally {
-    parts.watch.close();
+    parts.watch?.close();
   }
 }
 
@@ -210,7 +250,7 @@ async function abandon(parts: Parts, err: unknown): Promise<void> {
   if (parts.end) await withDeadline(parts.end, Date.now() + DRAIN_LIMIT_MS);
   parts.relay.close();
   parts.receiver.abort(err);
-  parts.watch.close();
+  parts.watch?.close();
   await rm(parts.options.file, { force: true });
 }
 
