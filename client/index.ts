@@ -5,33 +5,34 @@
 //   const ckpt = await vccr.checkpoint('demo', { onProgress: (p) => console.log(p.phase) });
 //   await vccr.restart('demo', { checkpointId: ckpt.checkpointId });
 //   await vccr.close();
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
 import { parseOrThrow, InvalidInputError } from '../common/errors';
-import { checkpointIdSchema, defaultCheckpointId, nameSchema } from '../common/names';
-import { clusterSpecSchema, type ClusterSpecInput } from '../common/spec';
-import { temporalSettings, tlsOption, type TemporalFlags, type TemporalSettings } from '../common/temporal-config';
+import { absolutePathSchema, checkpointIdSchema, defaultCheckpointId, nameSchema } from '../common/names';
+import { checkpointWorkflowId, clusterOfRecord, clusterWorkflowId, doctorWorkflowId, operationWorkflowId } from '../common/ids';
+import { reportOk, type DoctorReport } from '../common/doctor';
+import { clusterSpecSchema, type ClusterSpec } from '../common/spec';
+import { checkpointText, doctorText, inspectText, launchText, restartText, shutdownText, storeText, type ClusterView } from '../common/operation-summary';
+import { howToPointAtTemporal, temporalSettings, tlsOption, type TemporalFlags, type TemporalSettings } from '../common/temporal-config';
 import type { CheckpointResult } from '../workflows/checkpoint';
 import type { RestartResult } from '../workflows/restart';
 import type { LaunchResult } from '../workflows/launch';
 import type { ShutdownResult } from '../workflows/shutdown';
 import type { InspectResult } from '../workflows/inspect';
-import type { ListCheckpointsReply, VerifyReport, DeleteReport, GarbageReport } from '../activities/controller/types';
-import type { Manifest, ResumeRecord } from '../common/manifest';
-import { clusterStateQuery, clusterWorkflowId, progressQuery, type ClusterState, type OperationProgress } from '../workflows/definitions';
+import type { Manifest } from '../common/manifest';
+import { clusterStateQuery, type ClusterState, type OperationProgress } from '../workflows/definitions';
 import { EXIT, VccrError, toVccrError } from './errors';
+import { Operations, type Started, type WatchOptions } from './operations';
+import { DOCTOR_PICKUP_MS, controllerSilence, explainSilentHosts, temporalChecks, withCheck } from './doctor';
 
 export { EXIT, VccrError } from './errors';
-
-export const WORKFLOW_TASK_TIMEOUT = '3 seconds';
+export { WORKFLOW_TASK_TIMEOUT, type WatchOptions } from './operations';
 export type { CheckpointResult, RestartResult, LaunchResult, ShutdownResult, InspectResult, OperationProgress, ClusterState, Manifest };
 
-export interface WatchOptions {
-  /** Called with the operation's progress every `pollMs` while it runs. */
-  onProgress?: (progress: OperationProgress) => void;
-  pollMs?: number;
-  /** Return once started instead of waiting for the result. */
-  noWait?: boolean;
+/** A checked Temporal address, namespace and TLS material: see VccrClient.target. */
+export interface ConnectTarget {
+  settings: TemporalSettings;
+  tls: ReturnType<typeof tlsOption>;
 }
 
 export interface RestartOptions extends WatchOptions {
@@ -42,24 +43,44 @@ export interface RestartOptions extends WatchOptions {
 }
 
 export class VccrClient {
+  private readonly operations: Operations;
+
   private constructor(
     readonly client: Client,
     readonly settings: TemporalSettings,
-  ) {}
+  ) {
+    this.operations = new Operations(client, settings.controllerTaskQueue);
+  }
 
   static async connect(flags: TemporalFlags = {}): Promise<VccrClient> {
-    let settings: TemporalSettings;
+    return VccrClient.open(VccrClient.target(flags));
+  }
+
+  /**
+   * Where to connect, checked without connecting: the address and namespace are well-formed and the TLS
+   * files readable. Bad settings are bad input (exit code 2), not an unreachable server.
+   */
+  static target(flags: TemporalFlags = {}): ConnectTarget {
     try {
-      settings = temporalSettings(flags);
+      const settings = temporalSettings(flags);
+      return { settings, tls: tlsOption(settings) };
     } catch (err) {
       throw new VccrError((err as Error).message, 'InvalidInput', EXIT.usage);
     }
-    const tls = tlsOption(settings);
+  }
+
+  static async open(target: ConnectTarget): Promise<VccrClient> {
+    const { settings, tls } = target;
     try {
       const connection = await Connection.connect({ address: settings.address, connectTimeout: 5000, ...(tls ? { tls } : {}) });
       return new VccrClient(new Client({ connection, namespace: settings.namespace }), settings);
     } catch (err) {
-      throw new VccrError(`cannot reach Temporal at ${settings.address}: ${(err as Error).message}`, 'Unreachable', EXIT.unreachable);
+      const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+      throw new VccrError(
+        `cannot reach Temporal at ${settings.address} (${(err as Error).message}${cause})\n  ${howToPointAtTemporal('vccr')}`,
+        'Unreachable',
+        EXIT.unreachable,
+      );
     }
   }
 
@@ -68,24 +89,30 @@ export class VccrClient {
   }
 
   /** Launches a cluster from its spec (validated here first). */
-  async up(specInput: unknown, watch: WatchOptions = {}): Promise<LaunchResult | { workflowId: string }> {
+  async up(specInput: unknown, watch: WatchOptions = {}): Promise<LaunchResult | Started> {
     const spec = this.validate(() => parseOrThrow(clusterSpecSchema, specInput, 'cluster spec'));
-    await this.refuseIfBusy(spec.cluster, { mustExist: false });
-    return this.run('launchCluster', `vccr-${spec.cluster}-launch-${stamp()}`, [{ spec: specInput as ClusterSpecInput }], watch);
+    refuseLocked(await this.clusterState(spec.cluster));
+    const text = launchText(viewOfSpec(spec), Object.fromEntries(spec.vms.map((v) => [v.name, v])));
+    const handle = await this.operations.start('launchCluster', operationWorkflowId(spec.cluster, 'launch', stamp()), [{ spec }], text);
+    return this.operations.follow(handle, watch);
   }
 
-  async checkpoint(cluster: string, options: WatchOptions & { checkpointId?: string } = {}): Promise<CheckpointResult | { workflowId: string; checkpointId: string }> {
+  async checkpoint(cluster: string, options: WatchOptions & { checkpointId?: string } = {}): Promise<CheckpointResult | (Started & { checkpointId: string })> {
     this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
     if (options.checkpointId !== undefined) this.validate(() => parseOrThrow(checkpointIdSchema, options.checkpointId, 'checkpoint id'));
     const checkpointId = options.checkpointId ?? defaultCheckpointId(Date.now(), randomBytes(8).toString('hex'));
-    await this.refuseIfBusy(cluster);
-    const result = await this.run<CheckpointResult>('checkpointCluster', `vccr-${cluster}-checkpoint-${checkpointId}`, [{ cluster, checkpointId }], options);
+    const state = await this.refuseIfBusy(cluster);
+    const text = checkpointText(viewOf(state), checkpointId, 'stop');
+    const handle = await this.operations.start('checkpointCluster', checkpointWorkflowId(cluster, checkpointId), [{ cluster, checkpointId }], text);
+    const result = await this.operations.follow(handle, options);
     return 'workflowId' in result ? { ...result, checkpointId } : result;
   }
 
-  async restart(cluster: string, options: RestartOptions = {}): Promise<RestartResult | { workflowId: string }> {
+  async restart(cluster: string, options: RestartOptions = {}): Promise<RestartResult | Started> {
     this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
-    await this.refuseIfBusy(cluster, { mustExist: options.store === undefined });
+    // With a store, a cluster whose record is gone is rebuilt from the checkpoint's manifest.
+    const state = options.store === undefined ? await this.refuseIfBusy(cluster) : await this.clusterState(cluster);
+    refuseLocked(state);
     const input = {
       cluster,
       ...(options.checkpointId ? { checkpointId: options.checkpointId } : {}),
@@ -93,19 +120,51 @@ export class VccrClient {
       ...(options.force ? { force: true } : {}),
       ...(options.store ? { store: options.store } : {}),
     };
-    return this.run('restartCluster', `vccr-${cluster}-restart-${options.checkpointId ?? 'latest'}-${stamp()}`, [input], options);
+    const text = restartText(state?.spec ? viewOf({ ...state, spec: state.spec }) : undefined, cluster, {
+      hostMap: options.hostMap ?? {},
+      force: options.force === true,
+      ...(options.checkpointId ? { checkpointId: options.checkpointId } : {}),
+      ...(options.store ? { store: options.store } : {}),
+    });
+    const workflowId = operationWorkflowId(cluster, 'restart', options.checkpointId ?? 'latest', stamp());
+    return this.operations.follow(await this.operations.start('restartCluster', workflowId, [input], text), options);
   }
 
-  async down(cluster: string, options: WatchOptions & { kill?: boolean } = {}): Promise<ShutdownResult | { workflowId: string }> {
+  async down(cluster: string, options: WatchOptions & { kill?: boolean } = {}): Promise<ShutdownResult | Started> {
     this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
-    await this.refuseIfBusy(cluster);
-    return this.run('shutdownCluster', `vccr-${cluster}-down-${stamp()}`, [{ cluster, mode: options.kill ? 'kill' : 'quit' }], options);
+    const state = await this.refuseIfBusy(cluster);
+    const mode = options.kill ? 'kill' : 'quit';
+    const handle = await this.operations.start('shutdownCluster', operationWorkflowId(cluster, 'down', stamp()), [{ cluster, mode }], shutdownText(viewOf(state), mode));
+    return this.operations.follow(handle, options);
   }
 
   /** The cluster record plus every VM's live state, asked of its host. */
   async status(cluster: string): Promise<InspectResult> {
     this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
-    return this.run<InspectResult>('inspectCluster', `vccr-${cluster}-status-${stamp()}`, [{ cluster }], {}) as Promise<InspectResult>;
+    const state = await this.requireRecord(cluster, '(launch it with `vccr up`)');
+    return this.operations.execute('inspectCluster', operationWorkflowId(cluster, 'status', stamp()), [{ cluster }], inspectText(viewOf(state)));
+  }
+
+  /**
+   * Preflight of a spec (every host it names) or of hosts by id: see client/doctor.ts and workflows/doctor.ts.
+   * Never throws for what it finds; the report says, per host, what fails and how to fix it.
+   */
+  async doctor(options: { spec?: unknown; hosts?: string[]; store?: string } = {}): Promise<DoctorReport> {
+    const spec = options.spec === undefined ? undefined : this.validate(() => parseOrThrow(clusterSpecSchema, options.spec, 'cluster spec'));
+    const hosts = (options.hosts ?? []).map((h) => this.validate(() => parseOrThrow(nameSchema, h, 'host name')));
+    const store = options.store === undefined ? undefined : this.validate(() => parseOrThrow(absolutePathSchema, options.store, 'store'));
+    const temporal = await temporalChecks(this.client, this.settings);
+    if (!temporal.controllerPolling) return { ...(spec ? { cluster: spec.cluster } : {}), participants: [temporal.report], ok: false };
+    const allHosts = [...new Set([...Object.keys(spec?.hosts ?? {}), ...hosts])].sort();
+    const text = doctorText(spec ? viewOfSpec(spec) : undefined, allHosts, spec?.store ?? store);
+    const input = { ...(spec ? { spec } : {}), hosts, ...(store ? { store } : {}) };
+    const handle = await this.operations.start('doctorCluster', doctorWorkflowId(spec?.cluster, stamp()), [input], text);
+    // Temporal lists a controller that died a minute ago as a poller still: see whether one takes the task.
+    const silence = await controllerSilence(handle, DOCTOR_PICKUP_MS);
+    if (silence) return { ...(spec ? { cluster: spec.cluster } : {}), participants: [withCheck(temporal.report, silence)], ok: false };
+    const found = await handle.result().catch((err: unknown) => Promise.reject(toVccrError(err)));
+    const participants = [temporal.report, ...found.participants];
+    return explainSilentHosts(this.client, this.settings, { ...found, participants, ok: reportOk(participants) });
   }
 
   /** The cluster record only (no host is asked); undefined for an unknown cluster. */
@@ -113,9 +172,8 @@ export class VccrClient {
     try {
       return await this.client.workflow.getHandle(clusterWorkflowId(cluster)).query(clusterStateQuery);
     } catch (err) {
-      const e = toVccrError(err);
-      if (e.exitCode === EXIT.notFound) return undefined;
-      throw e;
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
     }
   }
 
@@ -123,54 +181,59 @@ export class VccrClient {
   async clusters(): Promise<string[]> {
     const names: string[] = [];
     for await (const wf of this.client.workflow.list({ query: `WorkflowType = 'clusterRecord' AND ExecutionStatus = 'Running'` })) {
-      names.push(wf.workflowId.replace(/^vccr-cluster-/, ''));
+      const name = clusterOfRecord(wf.workflowId);
+      if (name) names.push(name);
     }
     return names.sort();
   }
 
   readonly checkpoints = {
-    list: async (cluster: string, store?: string) =>
-      (await this.known(cluster, store)) &&
-      this.run<ListCheckpointsReply>('listCheckpoints', `vccr-${cluster}-list-${stamp()}`, [{ cluster, ...(store ? { store } : {}) }], {}) as Promise<ListCheckpointsReply>,
-    show: async (cluster: string, checkpointId: string, store?: string) =>
-      (await this.known(cluster, store)) &&
-      this.run<{ manifest: Manifest; resume?: ResumeRecord }>('showCheckpoint', `vccr-${cluster}-show-${stamp()}`, [{ cluster, checkpointId, ...(store ? { store } : {}) }], {}) as Promise<{ manifest: Manifest; resume?: ResumeRecord }>,
-    verify: async (cluster: string, checkpointId: string, store?: string) =>
-      (await this.known(cluster, store)) &&
-      this.run<VerifyReport>('verifyCheckpoint', `vccr-${cluster}-verify-${checkpointId}-${stamp()}`, [{ cluster, checkpointId, ...(store ? { store } : {}) }], {}) as Promise<VerifyReport>,
+    list: async (cluster: string, store?: string) => {
+      await this.known(cluster, store);
+      const input = { cluster, ...(store ? { store } : {}) };
+      return this.operations.execute('listCheckpoints', operationWorkflowId(cluster, 'list', stamp()), [input], storeText('list', cluster, store));
+    },
+    show: async (cluster: string, checkpointId: string, store?: string) => {
+      await this.known(cluster, store);
+      const input = { cluster, checkpointId, ...(store ? { store } : {}) };
+      return this.operations.execute('showCheckpoint', operationWorkflowId(cluster, 'show', stamp()), [input], storeText('show', cluster, store, checkpointId));
+    },
+    verify: async (cluster: string, checkpointId: string, store?: string) => {
+      await this.known(cluster, store);
+      const input = { cluster, checkpointId, ...(store ? { store } : {}) };
+      const workflowId = operationWorkflowId(cluster, 'verify', checkpointId, stamp());
+      return this.operations.execute('verifyCheckpoint', workflowId, [input], storeText('verify', cluster, store, checkpointId));
+    },
     delete: async (cluster: string, checkpointId: string, store?: string) => {
       this.validate(() => parseOrThrow(checkpointIdSchema, checkpointId, 'checkpoint id'));
       await this.refuseIfBusy(cluster);
-      return this.run<DeleteReport & GarbageReport>('deleteCheckpoint', `vccr-${cluster}-delete-${checkpointId}-${stamp()}`, [{ cluster, checkpointId, ...(store ? { store } : {}) }], {}) as Promise<DeleteReport & GarbageReport>;
+      const input = { cluster, checkpointId, ...(store ? { store } : {}) };
+      const workflowId = operationWorkflowId(cluster, 'delete', checkpointId, stamp());
+      return this.operations.execute('deleteCheckpoint', workflowId, [input], storeText('delete', cluster, store, checkpointId));
     },
   };
 
   /**
-   * Fast refusals without starting a workflow: an unknown cluster (unless it may be rebuilt from the store)
-   * or a busy one. The workflows check again; their lock is what guarantees one operation at a time.
+   * Fast refusals without starting a workflow: an unknown or a busy cluster. The workflows check again;
+   * their lock is what guarantees one operation at a time.
    */
-  private async refuseIfBusy(cluster: string, options: { mustExist?: boolean } = { mustExist: true }): Promise<void> {
+  private async refuseIfBusy(cluster: string): Promise<RecordedCluster> {
+    const state = await this.requireRecord(cluster, '(launch it with `vccr up`)');
+    refuseLocked(state);
+    return state;
+  }
+
+  /** The cluster record with its spec, or an UnknownCluster refusal. */
+  private async requireRecord(cluster: string, hint: string): Promise<RecordedCluster> {
     const state = await this.clusterState(cluster);
-    if (!state?.spec && options.mustExist) {
-      throw new VccrError(`unknown cluster ${cluster}: no cluster record in namespace ${this.settings.namespace} (launch it with \`vccr up\`)`, 'UnknownCluster', EXIT.notFound);
-    }
-    const lock = state?.lock;
-    if (lock) {
-      throw new VccrError(
-        `cluster ${cluster} is busy: ${lock.operation}${lock.checkpointId ? ` ${lock.checkpointId}` : ''} (workflow ${lock.workflowId}) has been running since ${new Date(lock.since).toISOString()}`,
-        'ClusterBusy',
-        EXIT.busy,
-      );
-    }
+    if (!state?.spec) throw new VccrError(`unknown cluster ${cluster}: no cluster record in namespace ${this.settings.namespace} ${hint}`, 'UnknownCluster', EXIT.notFound);
+    return { ...state, spec: state.spec };
   }
 
   /** Validates the names and, without a store path, requires the cluster record to exist. */
-  private async known(cluster: string, store?: string): Promise<true> {
+  private async known(cluster: string, store?: string): Promise<void> {
     this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
-    if (store === undefined && !(await this.clusterState(cluster))?.spec) {
-      throw new VccrError(`unknown cluster ${cluster}: no cluster record in namespace ${this.settings.namespace} (give --store to read its checkpoints anyway)`, 'UnknownCluster', EXIT.notFound);
-    }
-    return true;
+    if (store === undefined) await this.requireRecord(cluster, '(give --store to read its checkpoints anyway)');
   }
 
   private validate<T>(check: () => T): T {
@@ -181,59 +244,26 @@ export class VccrClient {
       throw err;
     }
   }
+}
 
-  private async run<R>(workflowType: string, workflowId: string, args: unknown[], watch: WatchOptions): Promise<R | { workflowId: string }> {
-    let handle: WorkflowHandle;
-    try {
-      handle = await this.client.workflow.start(workflowType, {
-        taskQueue: this.settings.controllerTaskQueue,
-        workflowId,
-        args,
-        // Operation ids name the cluster and checkpoint: never run one twice.
-        workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        // A workflow task lost with a crashed controller is retried after this (Temporal's default is 10 s).
-        workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
-      });
-    } catch (err) {
-      if (err instanceof WorkflowExecutionAlreadyStartedError) {
-        throw new VccrError(`an operation with id ${workflowId} already exists`, 'AlreadyStarted', EXIT.busy);
-      }
-      throw toVccrError(err);
-    }
-    if (watch.noWait) return { workflowId };
-    let timer: NodeJS.Timeout | undefined;
-    let watching = true;
-    if (watch.onProgress) {
-      const onProgress = watch.onProgress;
-      const poll = async () => {
-        try {
-          const progress = await handle.query(progressQuery);
-          if (watching) onProgress(progress);
-        } catch {
-          // The workflow may not have started its first task yet, or just finished.
-        }
-        if (watching) timer = setTimeout(() => void poll(), watch.pollMs ?? 250);
-      };
-      timer = setTimeout(() => void poll(), 100);
-    }
-    try {
-      const result = (await handle.result()) as R;
-      watching = false;
-      if (watch.onProgress) {
-        try {
-          watch.onProgress(await handle.query(progressQuery));
-        } catch {
-          // Closed workflows answer queries too, but not if the worker is gone; progress is advisory.
-        }
-      }
-      return result;
-    } catch (err) {
-      throw toVccrError(err);
-    } finally {
-      watching = false;
-      if (timer) clearTimeout(timer);
-    }
-  }
+type RecordedCluster = ClusterState & { spec: ClusterSpec };
+
+function refuseLocked(state: ClusterState | undefined): void {
+  const lock = state?.lock;
+  if (!state || !lock) return;
+  throw new VccrError(
+    `cluster ${state.cluster} is busy: ${lock.operation}${lock.checkpointId ? ` ${lock.checkpointId}` : ''} (workflow ${lock.workflowId}) has been running since ${new Date(lock.since).toISOString()}`,
+    'ClusterBusy',
+    EXIT.busy,
+  );
+}
+
+function viewOf(state: RecordedCluster): ClusterView {
+  return { cluster: state.cluster, store: state.spec.store, placement: state.placement };
+}
+
+function viewOfSpec(spec: ClusterSpec): ClusterView {
+  return { cluster: spec.cluster, store: spec.store, placement: Object.fromEntries(spec.vms.map((v) => [v.name, v.host])) };
 }
 
 function stamp(): string {

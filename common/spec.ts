@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { absolutePathSchema, nameSchema, taskQueueSchema } from './names';
 import { deriveMac } from './mac';
+import { hostTaskQueue } from './ids';
 
 const MAC_PATTERN = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
 
@@ -139,7 +140,7 @@ export const resolvedVmSchema = z
 export type ResolvedVm = z.infer<typeof resolvedVmSchema>;
 
 export function taskQueueOf(spec: Pick<ClusterSpec, 'hosts'>, host: string): string {
-  return spec.hosts[host]?.taskQueue ?? `vccr-host-${host}`;
+  return spec.hosts[host]?.taskQueue ?? hostTaskQueue(host);
 }
 
 export function resolveVm(spec: ClusterSpec, vm: VmSpec): ResolvedVm {

@@ -2,8 +2,9 @@
 // The same settings serve workers, the CLI and the library, so pointing VCCR at another Temporal — the
 // docker-compose one, or a remote one over TLS — is a matter of address, namespace and certificates.
 import { readFileSync } from 'node:fs';
-import type { ParseArgsConfig } from 'node:util';
 import { z } from 'zod';
+import type { OptionDocs } from './help';
+import { DEFAULT_CONTROLLER_TASK_QUEUE } from './ids';
 
 export interface TemporalSettings {
   address: string;
@@ -51,7 +52,7 @@ export function temporalSettings(flags: TemporalFlags = {}, env: NodeJS.ProcessE
   return {
     address: address.data,
     namespace: namespace.data,
-    controllerTaskQueue: pick(flags.taskQueue, TEMPORAL_ENV.taskQueue) ?? 'vccr-controller',
+    controllerTaskQueue: pick(flags.taskQueue, TEMPORAL_ENV.taskQueue) ?? DEFAULT_CONTROLLER_TASK_QUEUE,
     ...(useTls
       ? {
           tls: {
@@ -83,30 +84,37 @@ export function tlsOption(settings: TemporalSettings) {
   };
 }
 
-/** The Temporal connection flags of every command (workers and the CLI), for node:util parseArgs. */
-export const temporalFlagOptions = {
-  address: { type: 'string' },
-  namespace: { type: 'string' },
-  'task-queue': { type: 'string' },
-  tls: { type: 'boolean' },
-  'tls-ca': { type: 'string' },
-  'tls-cert': { type: 'string' },
-  'tls-key': { type: 'string' },
-  'tls-server-name': { type: 'string' },
-} as const satisfies NonNullable<ParseArgsConfig['options']>;
+/** The Temporal connection options of every program (workers and the CLI), with their help lines. */
+export const TEMPORAL_OPTION_DOCS = {
+  address: { type: 'string', value: 'HOST:PORT', text: `Temporal frontend (env ${TEMPORAL_ENV.address}, default 127.0.0.1:7233)` },
+  namespace: { type: 'string', value: 'NS', text: `Temporal namespace (env ${TEMPORAL_ENV.namespace}, default "default")` },
+  'task-queue': { type: 'string', value: 'Q', text: `controller task queue (env ${TEMPORAL_ENV.taskQueue}, default vccr-controller)` },
+  tls: { type: 'boolean', text: 'connect over TLS with the system CAs (implied by the options below)' },
+  'tls-ca': { type: 'string', value: 'FILE', text: `CA certificate of the server (env ${TEMPORAL_ENV.tlsCa})` },
+  'tls-cert': { type: 'string', value: 'FILE', text: `client certificate, for mutual TLS (env ${TEMPORAL_ENV.tlsCert})` },
+  'tls-key': { type: 'string', value: 'FILE', text: `client key, with --tls-cert (env ${TEMPORAL_ENV.tlsKey})` },
+  'tls-server-name': { type: 'string', value: 'NAME', text: `server name to verify (env ${TEMPORAL_ENV.tlsServerName})` },
+} as const satisfies OptionDocs;
 
-type FlagValues = { [K in keyof typeof temporalFlagOptions]?: (typeof temporalFlagOptions)[K]['type'] extends 'boolean' ? boolean : string };
-
-export function temporalFlags(values: FlagValues): TemporalFlags {
-  return {
-    address: values.address,
-    namespace: values.namespace,
-    taskQueue: values['task-queue'],
-    tls: values.tls,
-    tlsCa: values['tls-ca'],
-    tlsCert: values['tls-cert'],
-    tlsKey: values['tls-key'],
-    tlsServerName: values['tls-server-name'],
-  };
+/** What to tell someone whose program could not reach Temporal. */
+export function howToPointAtTemporal(program: string): string {
+  return (
+    `point ${program} at your Temporal server with --address HOST:PORT (or ${TEMPORAL_ENV.address}), ` +
+    `--namespace NS (or ${TEMPORAL_ENV.namespace}), and --tls-ca/--tls-cert/--tls-key for TLS`
+  );
 }
 
+/** The Temporal flags among parsed command-line values (anything else is ignored). */
+export function temporalFlags(values: Readonly<Record<string, unknown>>): TemporalFlags {
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  return {
+    address: str(values.address),
+    namespace: str(values.namespace),
+    taskQueue: str(values['task-queue']),
+    tls: values.tls === true ? true : undefined,
+    tlsCa: str(values['tls-ca']),
+    tlsCert: str(values['tls-cert']),
+    tlsKey: str(values['tls-key']),
+    tlsServerName: str(values['tls-server-name']),
+  };
+}

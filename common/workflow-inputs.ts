@@ -38,8 +38,26 @@ export const shutdownInputSchema = z
 
 export const inspectInputSchema = z.object({ cluster: nameSchema }).strict();
 
+/** doctorCluster: a spec (every host it names), or hosts by id; and the store to check without a spec. */
+export const doctorInputSchema = z
+  .object({
+    spec: clusterSpecSchema.optional(),
+    hosts: z.array(nameSchema).max(256).default([]),
+    store: absolutePathSchema.optional(),
+  })
+  .strict();
+
+/** listCheckpoints; `store` only when the cluster record is gone. */
+export const storeInputSchema = z.object({ cluster: nameSchema, store: absolutePathSchema.optional() }).strict();
+
+/** showCheckpoint, verifyCheckpoint, deleteCheckpoint. */
+export const checkpointRefInputSchema = storeInputSchema.extend({ checkpointId: checkpointIdSchema }).strict();
+
 export type LaunchInput = z.input<typeof launchInputSchema>;
 export type CheckpointInput = z.input<typeof checkpointInputSchema>;
 export type RestartInput = z.input<typeof restartInputSchema>;
 export type ShutdownInput = z.input<typeof shutdownInputSchema>;
 export type InspectInput = z.input<typeof inspectInputSchema>;
+export type StoreInput = z.input<typeof storeInputSchema>;
+export type DoctorInput = z.input<typeof doctorInputSchema>;
+export type CheckpointRefInput = z.input<typeof checkpointRefInputSchema>;

@@ -1,7 +1,7 @@
 // The real Temporal server for tests, the demo and benchmarks: `temporal server start-dev` from the
 // binary that scripts/setup.sh found or installed, with a SQLite file so it can be killed and restarted
 // with its state intact (the fault suite does exactly that).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
@@ -31,13 +31,18 @@ export interface DevServerOptions {
   port?: number;
   /** Web UI port; omit for a headless server. */
   uiPort?: number;
+  /**
+   * Run inside this network namespace, reached at `ip` (the multi-host test: workers reach it over veth
+   * links, never over loopback). Readiness is then probed with the Temporal CLI inside the namespace.
+   */
+  netns?: { name: string; ip: string };
 }
 
 export class DevServer {
   private proc: ProcessIdentity | undefined;
 
   private constructor(
-    readonly options: Required<Omit<DevServerOptions, 'uiPort'>> & { uiPort: number | undefined },
+    readonly options: Required<Omit<DevServerOptions, 'uiPort' | 'netns'>> & { uiPort: number | undefined; netns: DevServerOptions['netns'] },
   ) {}
 
   static async start(options: DevServerOptions): Promise<DevServer> {
@@ -47,13 +52,14 @@ export class DevServer {
       namespace: options.namespace ?? 'default',
       port: options.port ?? (await freePort()),
       uiPort: options.uiPort,
+      netns: options.netns,
     });
     await server.launch();
     return server;
   }
 
   get address(): string {
-    return `127.0.0.1:${this.options.port}`;
+    return `${this.options.netns?.ip ?? '127.0.0.1'}:${this.options.port}`;
   }
 
   get uiUrl(): string | undefined {
@@ -68,14 +74,18 @@ export class DevServer {
   async launch(): Promise<void> {
     if (this.proc && isAlive(this.proc)) return;
     const o = this.options;
-    const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(o.port), '--db-filename', o.dbFile];
+    // In its own namespace the server listens on every address there: bound to one, its services would
+    // still dial each other on 127.0.0.1 and fail. The namespace holds only the lab's addresses.
+    const args = ['server', 'start-dev', '--ip', o.netns ? '0.0.0.0' : '127.0.0.1', '--port', String(o.port), '--db-filename', o.dbFile];
     args.push('--log-level', 'warn', '--log-format', 'json');
     if (o.namespace !== 'default') args.push('--namespace', o.namespace);
     if (o.uiPort === undefined) args.push('--headless');
     else args.push('--ui-port', String(o.uiPort), '--ui-ip', '127.0.0.1', '--ui-disable-news-fetch');
     for (const [name, type] of Object.entries(SEARCH_ATTRIBUTE_TYPES)) args.push('--search-attribute', `${name}=${type}`);
     const log = openSync(o.logFile, 'a');
-    const child = spawn(temporalCliPath(), args, { stdio: ['ignore', log, log], detached: false });
+    // `ip netns exec` joins the namespace and execs the server (same pid).
+    const [cmd, ...argv] = o.netns ? ['ip', 'netns', 'exec', o.netns.name, temporalCliPath(), ...args] : [temporalCliPath(), ...args];
+    const child = spawn(cmd ?? 'ip', argv, { stdio: ['ignore', log, log], detached: false });
     closeSync(log);
     if (child.pid === undefined) throw new Error('could not start the Temporal dev server');
     child.unref();
@@ -86,6 +96,7 @@ export class DevServer {
       `the Temporal dev server on ${this.address} (log: ${o.logFile})`,
       async () => {
         if (!this.proc || !isAlive(this.proc)) throw new Error(`the dev server exited; see ${o.logFile}`);
+        if (o.netns) return this.answersInside(o.netns.name) || undefined;
         const connection = await Connection.connect({ address: this.address, connectTimeout: 1000 });
         try {
           await connection.workflowService.describeNamespace({ namespace: o.namespace });
@@ -97,6 +108,15 @@ export class DevServer {
       60_000,
       200,
     );
+  }
+
+  /** The namespace's description, asked with the Temporal CLI inside the server's network namespace. */
+  private answersInside(netns: string): boolean {
+    const r = spawnSync('ip', ['netns', 'exec', netns, temporalCliPath(), 'operator', 'namespace', 'describe', '--address', this.address, '--namespace', this.options.namespace], {
+      stdio: 'ignore',
+      timeout: 10_000,
+    });
+    return r.status === 0;
   }
 
   /** SIGKILLs the server (the fault suite's "Temporal died"); `launch` brings it back. */

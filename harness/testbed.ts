@@ -112,10 +112,11 @@ export class TestBed {
     return this.client;
   }
 
-  private async spawnWorker(kind: 'controller' | 'host', name: string, args: string[], readyText: string): Promise<WorkerProcess> {
+  private async spawnWorker(kind: 'controller' | 'host', name: string, args: string[], readyText: string, launcher: string[] = []): Promise<WorkerProcess> {
     const logFile = join(this.dir, `${kind}-${name}.log`);
     const log = openSync(logFile, 'a');
-    const child = spawn(process.execPath, [join(DIST, 'workers', `${kind}.js`), ...args], {
+    const argv = [...launcher, process.execPath, join(DIST, 'workers', `${kind}.js`), ...args];
+    const child = spawn(argv[0] ?? process.execPath, argv.slice(1), {
       stdio: ['ignore', log, log],
       // Workers log to their own files at info level at least: readiness is read from there.
       env: { ...process.env, TEMPORAL_ADDRESS: this.server.address, VCCR_LOG_LEVEL: process.env.VCCR_WORKER_LOG_LEVEL ?? 'info' },
@@ -140,11 +141,14 @@ export class TestBed {
     return worker;
   }
 
-  /** Starts (or restarts) the worker of host `id`; its state folder is kept across restarts. */
-  async startHost(id: string): Promise<WorkerProcess> {
+  /**
+   * Starts (or restarts) the worker of host `id`; its state folder is kept across restarts. `launcher` runs
+   * it through another program (e.g. setpriv with fewer capabilities).
+   */
+  async startHost(id: string, launcher: string[] = []): Promise<WorkerProcess> {
     const stateDir = this.hostStateDir(id);
     janitor.trackVmState(stateDir);
-    const worker = await this.spawnWorker('host', id, ['--host', id, '--state-dir', stateDir], 'host worker running');
+    const worker = await this.spawnWorker('host', id, ['--host', id, '--state-dir', stateDir], 'host worker running', launcher);
     this.hostWorkers.set(id, worker);
     return worker;
   }
@@ -152,7 +156,7 @@ export class TestBed {
   /** Every VM process a host has recorded, ended with SIGKILL (a crash of the whole cluster). */
   async killAllVms(): Promise<string[]> {
     const killed: string[] = [];
-    for (const host of this.options.hosts) killed.push(...(await killRecordedVms(this.hostStateDir(host))));
+    for (const host of this.allHosts()) killed.push(...(await killRecordedVms(this.hostStateDir(host))));
     return killed;
   }
 
@@ -171,8 +175,13 @@ export class TestBed {
     return join(this.hostStateDir(host), cluster, vm, 'console.log');
   }
 
+  /** The bed's hosts and any started later with startHost. */
+  private allHosts(): string[] {
+    return [...new Set([...this.options.hosts, ...this.hostWorkers.keys()])];
+  }
+
   async stop(): Promise<void> {
-    for (const host of this.options.hosts) {
+    for (const host of this.allHosts()) {
       await killRecordedVms(this.hostStateDir(host));
       janitor.untrackVmState(this.hostStateDir(host));
     }
@@ -193,19 +202,36 @@ export interface RingVm {
   host: string;
 }
 
+export interface RingOptions {
+  delayMs?: number;
+  stallSec?: number;
+  memoryMiB?: number;
+  pauseBoundSeconds?: number;
+  disks?: Record<string, string>;
+}
+
 /**
  * A cluster spec for the token ring: VM i gets 10.77.0.(11+i)/24 on tap i of the bed's network and runs
  * ring node i, passing the token to VM i+1.
  */
-export function ringSpec(bed: TestBed, cluster: string, vms: RingVm[], options: { delayMs?: number; stallSec?: number; memoryMiB?: number; pauseBoundSeconds?: number; disks?: Record<string, string> } = {}): ClusterSpecInput {
+export function ringSpec(bed: TestBed, cluster: string, vms: RingVm[], options: RingOptions = {}): ClusterSpecInput {
   if (!bed.network) throw new Error('the ring needs a bed with taps');
-  const image = guestImageDir();
+  const network = bed.network;
+  return ringCluster({ cluster, store: bed.store, image: guestImageDir(), vms, tap: (i) => network.taps[i] ?? `tap${i}`, netns: network.name }, options);
+}
+
+/** The token ring on any network: VM i on tap `tap(i)` (in `netns` if given), booted from `image`. */
+export function ringCluster(
+  where: { cluster: string; store: string; image: string; vms: RingVm[]; tap: (i: number) => string; netns?: string },
+  options: RingOptions = {},
+): ClusterSpecInput {
+  const { cluster, vms, image } = where;
   const n = vms.length;
   const ip = (i: number) => `10.77.0.${11 + i}`;
   const hosts = Object.fromEntries([...new Set(vms.map((v) => v.host))].map((h) => [h, {}]));
   return {
     cluster,
-    store: bed.store,
+    store: where.store,
     pauseBoundSeconds: options.pauseBoundSeconds ?? 60,
     hosts,
     vms: vms.map((vm, i) => {
@@ -219,8 +245,8 @@ export function ringSpec(bed: TestBed, cluster: string, vms: RingVm[], options: 
           initrd: join(image, 'initrd.img'),
           append: `console=ttyS0 quiet panic=-1 init_on_free=1 vccr.hostname=${vm.name} vccr.ip=${ip(i)}/24 vccr.run=ring vccr.args=${args.join(',')}`,
         },
-        nics: [{ id: 'net0', tap: bed.network?.taps[i] ?? `tap${i}` }],
-        netns: bed.network?.name,
+        nics: [{ id: 'net0', tap: where.tap(i) }],
+        ...(where.netns ? { netns: where.netns } : {}),
       };
     }),
   };

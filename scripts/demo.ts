@@ -6,10 +6,10 @@ import { createInterface } from 'node:readline';
 import { TestBed, ringSpec } from '../harness/testbed';
 import { freePort } from '../harness/ports';
 import { readConsole, ringErrors, ringTokens, waitForConsole } from '../harness/console';
-import { describeCheckpoint, describeRestart } from '../client/cli';
-import { ProgressPrinter, table } from '../client/render';
-import { tokensAtCheckpoint, sinceLastRestore } from '../test/helpers/ring-check';
+import { describeCheckpoint, describeRestart, ProgressPrinter, table } from '../client/render';
+import { tokensAtCheckpoint, sinceLastRestore } from '../harness/ring';
 import type { CheckpointResult, RestartResult } from '../client';
+import { checkpointWorkflowId, clusterWorkflowId, operationWorkflowId } from '../common/ids';
 
 const CLUSTER = 'demo';
 const VMS = [
@@ -82,7 +82,7 @@ async function main(): Promise<void> {
 
     step('where to look');
     say(`  Web UI: ${bed.server.uiUrl}/namespaces/default/workflows  (filter: VccrCluster = "${CLUSTER}")`);
-    say(`  workflows: ${[`vccr-cluster-${CLUSTER}`, `vccr-${CLUSTER}-checkpoint-${ckpt.checkpointId}`, `vccr-${CLUSTER}-restart-...`].join(', ')}`);
+    say(`  workflows: ${[clusterWorkflowId(CLUSTER), checkpointWorkflowId(CLUSTER, ckpt.checkpointId), operationWorkflowId(CLUSTER, 'restart', '...')].join(', ')}`);
     if (keep || process.stdin.isTTY) {
       await new Promise<void>((resolve) => {
         say('\n  Everything is still running: browse the Web UI, try `bin/vccr --address ' + bed.server.address + ' status demo`.');

@@ -43,6 +43,7 @@ function operation<T extends WorkflowType>(
 
 const CASES: HistoryCase[] = [
   operation('launch', 'launch 3 VMs with a disk each (vm0, vm2 on host a; vm1 on host b)', 'launchCluster', (c) => ({ spec: c.main })),
+  operation('doctor', 'preflight of every host of `rec` (read-only: checks, clock samples, store markers)', 'doctorCluster', (c) => ({ spec: c.main })),
   operation('checkpoint-failed', 'checkpoint failing in freeze (its disk overlay cannot be created): undone, VM resumed', 'checkpointCluster', (c) => {
     blockOverlay(c.failing, 'ck-failed');
     return { cluster: FAILING, checkpointId: 'ck-failed' };

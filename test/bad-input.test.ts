@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { REPO_ROOT, TestBed, guestImageDir } from '../harness/testbed';
 import type { ClusterSpecInput } from '../common/spec';
 import { toVccrError } from '../client/errors';
+import { checkpointWorkflowId, DEFAULT_CONTROLLER_TASK_QUEUE } from '../common/ids';
 
 let bed: TestBed;
 
@@ -112,7 +113,7 @@ test('a checkpoint while another runs is refused as busy; unknown checkpoints ar
   assert.equal(first.status, 0, first.stderr);
   const second = vccr('checkpoint', 'busy', '--id', 'second');
   assertRefused(second, 3, /cluster busy is busy: checkpoint first/);
-  const result = await (await bed.temporal()).workflow.getHandle('vccr-busy-checkpoint-first').result();
+  const result = await (await bed.temporal()).workflow.getHandle(checkpointWorkflowId('busy', 'first')).result();
   assert.equal((result as { checkpointId: string }).checkpointId, 'first');
   assertRefused(vccr('restart', 'busy', '--checkpoint', 'nope', '--force'), 4, /unknown checkpoint nope/);
   assertRefused(vccr('checkpoints', 'show', 'busy', 'nope'), 4, /unknown checkpoint nope/);
@@ -120,7 +121,7 @@ test('a checkpoint while another runs is refused as busy; unknown checkpoints ar
   assertRefused(vccr('checkpoint', 'busy', '--id', 'first'), 3, /already exists/);
   // Through Temporal directly (another workflow id), the taken id is refused too — and the committed
   // checkpoint is untouched.
-  const again = (await bed.temporal()).workflow.start('checkpointCluster', { taskQueue: 'vccr-controller', workflowId: 'again-first', args: [{ cluster: 'busy', checkpointId: 'first' }] });
+  const again = (await bed.temporal()).workflow.start('checkpointCluster', { taskQueue: DEFAULT_CONTROLLER_TASK_QUEUE, workflowId: 'again-first', args: [{ cluster: 'busy', checkpointId: 'first' }] });
   await assert.rejects((await again).result().catch((err: unknown) => Promise.reject(toVccrError(err))), /checkpoint first of cluster busy already exists/);
   assert.equal((await bed.vccr.checkpoints.verify('busy', 'first')).ok, true);
   assert.equal(vccr('down', 'busy').code, 0);

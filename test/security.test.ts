@@ -15,6 +15,7 @@ import { waitForConsole } from '../harness/console';
 import { VccrClient } from '../client';
 import { toVccrError } from '../client/errors';
 import type { ResolvedVm } from '../common/spec';
+import { DEFAULT_CONTROLLER_TASK_QUEUE } from '../common/ids';
 
 let bed: TestBed;
 const VMS = [
@@ -125,7 +126,7 @@ test('hostile names never get through: the workflows validate their input', { ti
   ];
   for (const [type, input, pattern] of cases) {
     const outcome = await client.workflow
-      .execute(type, { taskQueue: 'vccr-controller', workflowId: `hostile-${Math.random().toString(36).slice(2)}`, args: [input] })
+      .execute(type, { taskQueue: DEFAULT_CONTROLLER_TASK_QUEUE, workflowId: `hostile-${Math.random().toString(36).slice(2)}`, args: [input] })
       .then(
         () => 'ACCEPTED',
         (err: unknown) => toVccrError(err).message,

@@ -4,12 +4,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { REPO_ROOT, TestBed, ringSpec } from '../harness/testbed';
+import { TestBed, ringSpec } from '../harness/testbed';
 import { temporalCliPath } from '../harness/dev-server';
 import { waitForConsole } from '../harness/console';
 import { assertRingContinued } from './helpers/ring-check';
+import { readmeBlock } from './helpers/readme';
 
 let bed: TestBed;
 const VMS = [
@@ -17,13 +18,6 @@ const VMS = [
   { name: 'vm1', host: 'b' },
   { name: 'vm2', host: 'a' },
 ];
-
-function readmeCommands(): string {
-  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
-  const block = /<!-- readme-test:temporal-cli:start -->\s*```sh\n([\s\S]*?)```\s*<!-- readme-test:temporal-cli:end -->/.exec(readme);
-  assert.ok(block?.[1], 'README has the temporal-cli block');
-  return block[1];
-}
 
 before(async () => {
   bed = await TestBed.start({ hosts: ['a', 'b'], taps: 3 });
@@ -34,7 +28,7 @@ after(async () => {
 });
 
 test('the README`s temporal workflow start commands launch, checkpoint and restart a cluster', { timeout: 300_000 }, async (t) => {
-  const script = readmeCommands();
+  const script = readmeBlock('temporal-cli');
   const cwd = bed.dir;
   writeFileSync(join(cwd, 'launch-input.json'), JSON.stringify({ spec: ringSpec(bed, 'demo', VMS) }));
   // Launch first (the block's first two commands), wait for tokens, then run the rest: the checkpoint

@@ -11,7 +11,8 @@ import { REPO_ROOT, TestBed, idleSpec } from '../harness/testbed';
 import { freePort } from '../harness/ports';
 import { Browser, type Page } from '../harness/browser';
 import type { CheckpointResult } from '../client';
-import { clusterStateQuery, clusterWorkflowId, progressQuery } from '../workflows/definitions';
+import { clusterStateQuery, progressQuery } from '../workflows/definitions';
+import { clusterWorkflowId } from '../common/ids';
 
 const CLUSTER = 'webui';
 const CHECKPOINT = 'ck-webui';
@@ -124,7 +125,8 @@ test('a checkpoint`s workflow page tells its story: activity summaries, current 
   if (staticSummary) assert.ok(metadata.includes(staticSummary), `the static summary "${staticSummary}" is shown`);
   else t.diagnostic('the client set no staticSummary: not checked');
   const staticDetails = await description.staticDetails();
-  const firstDetail = staticDetails?.split('\n').find((l) => l.trim())?.replace(/[*_`#>-]/g, '').trim();
+  // Markdown markup only: a list or quote marker at the start, emphasis and code marks (not the '-' in ck-1).
+  const firstDetail = staticDetails?.split('\n').find((l) => l.trim())?.replace(/^[#>\s-]+/, '').replace(/[*_`]/g, '').trim();
   if (firstDetail) assert.ok(metadata.includes(firstDetail), `the static details ("${firstDetail}" …) are shown`);
   else t.diagnostic('the client set no staticDetails: not checked');
   await viewport(1440, 680);
@@ -146,7 +148,7 @@ test('the restart`s and the cluster record`s pages show their summaries and curr
   await page.click('User Metadata');
   await page.waitForText([/restart ck-webui of cluster webui · phase done/, /loaded [\d.]+ MiB of [\d.]+ MiB \(100 %\)/, /vm0 on host b: running/]);
 
-  await page.goto(`${ui}/namespaces/default/workflows/vccr-cluster-${CLUSTER}`);
+  await page.goto(`${ui}/namespaces/default/workflows/${clusterWorkflowId(CLUSTER)}`);
   await page.waitForText([/clusterRecord/, /User Metadata/]);
   await page.click('User Metadata');
   await page.waitForText([/cluster webui · running · last checkpoint ck-webui/, /host b: vm0, vm1, vm2/, /last operation: restart ck-webui completed/]);

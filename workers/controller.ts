@@ -1,27 +1,44 @@
 // The controller worker: runs VCCR's workflows and the controller activities (cluster lock, checkpoint
 // store). Any number may run against one Temporal namespace; any of them may die at any moment.
 //
-//   node dist/workers/controller.js [--address host:port] [--namespace ns] [--task-queue q]
-import { parseArgs } from 'node:util';
+//   vccr-controller-worker [--address host:port] [--namespace ns] [--task-queue q]   (dist/workers/controller.js)
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { childLogger } from '../common/logger';
-import { temporalSettings } from '../common/temporal-config';
+import { TEMPORAL_OPTION_DOCS, temporalFlags, temporalSettings } from '../common/temporal-config';
 import { createControllerActivities } from '../activities/controller';
-import { connectClient, connectWorker, installSdkLogging, runUntilSignalled } from './runtime';
+import { createControllerPreflightActivities } from '../activities/controller/preflight';
+import { checkConfiguredStore, connectClient, connectWorker, installSdkLogging, runUntilSignalled } from './runtime';
 import { ensureSearchAttributes } from './search-attributes';
-import { temporalFlagOptions, temporalFlags, exitWithUsage } from './flags';
+import { exitWithUsage, parseWorkerArgs, UsageError, type WorkerProgram } from './flags';
+
+const PROGRAM: WorkerProgram = {
+  name: 'vccr-controller-worker',
+  synopsis: '[options]',
+  description:
+    'Runs the VCCR workflows (checkpoint, restart, launch, ...) and the controller activities (cluster lock,\n' +
+    'checkpoint store: it writes manifests, so it must see the store at the path the specs name). Run one or\n' +
+    'more anywhere that reaches Temporal. Logs are JSON lines (pino) on stderr; level from VCCR_LOG_LEVEL.\n' +
+    'If VCCR_STORE names the checkpoint store, it is checked at start.',
+  options: { ...TEMPORAL_OPTION_DOCS },
+};
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { ...temporalFlagOptions }, strict: true });
-  const settings = temporalSettings(temporalFlags(values));
+  const values = parseWorkerArgs(PROGRAM);
+  let settings;
+  try {
+    settings = temporalSettings(temporalFlags(values));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const log = childLogger('controller-worker', { taskQueue: settings.controllerTaskQueue });
   installSdkLogging('controller-worker');
+  checkConfiguredStore(log);
 
-  const client = await connectClient(settings);
+  const client = await connectClient(settings, PROGRAM.name);
   await ensureSearchAttributes(client, settings.namespace, log);
-  const connection = await connectWorker(settings);
+  const connection = await connectWorker(settings, PROGRAM.name);
   // Prefer the bundle built by `npm run build` (starts in ~1 s instead of bundling at every start).
   const bundle = join(__dirname, '..', 'workflow-bundle.js');
   const worker = await Worker.create({
@@ -29,7 +46,7 @@ async function main(): Promise<void> {
     namespace: settings.namespace,
     taskQueue: settings.controllerTaskQueue,
     ...(existsSync(bundle) ? { workflowBundle: { codePath: bundle } } : { workflowsPath: require.resolve('../workflows') }),
-    activities: createControllerActivities(client, settings.controllerTaskQueue),
+    activities: { ...createControllerActivities(client, settings.controllerTaskQueue), ...createControllerPreflightActivities() },
     // A controller that dies holds its workflows' sticky tasks: hand them to another worker quickly. A live
     // worker always has a poll waiting on its sticky queue, so this only ever fires for a dead one (or, under
     // extreme load, costs a history replay elsewhere — never correctness).
@@ -45,4 +62,4 @@ async function main(): Promise<void> {
   });
 }
 
-main().catch(exitWithUsage);
+main().catch(exitWithUsage(PROGRAM.name));

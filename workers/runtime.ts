@@ -1,10 +1,11 @@
 // Process-level wiring shared by the workers: SDK logs into pino, the Temporal connection, and a clean
 // shutdown on SIGINT/SIGTERM (the SDK drains in-flight tasks).
+import { statSync } from 'node:fs';
 import { NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { Connection, Client } from '@temporalio/client';
 import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
 import { rootLogger, type Logger } from '../common/logger';
-import { tlsOption, type TemporalSettings } from '../common/temporal-config';
+import { howToPointAtTemporal, tlsOption, type TemporalSettings } from '../common/temporal-config';
 
 class PinoSdkLogger implements SdkLogger {
   constructor(private readonly pino: Logger) {}
@@ -26,15 +27,28 @@ export function installSdkLogging(component: string): void {
   });
 }
 
-export async function connectWorker(settings: TemporalSettings): Promise<NativeConnection> {
+export async function connectWorker(settings: TemporalSettings, program: string): Promise<NativeConnection> {
   const tls = tlsOption(settings);
-  return NativeConnection.connect({ address: settings.address, ...(tls ? { tls } : {}) });
+  try {
+    return await NativeConnection.connect({ address: settings.address, ...(tls ? { tls } : {}) });
+  } catch (err) {
+    throw unreachable(settings, program, err);
+  }
 }
 
-export async function connectClient(settings: TemporalSettings): Promise<Client> {
+export async function connectClient(settings: TemporalSettings, program: string): Promise<Client> {
   const tls = tlsOption(settings);
-  const connection = await Connection.connect({ address: settings.address, ...(tls ? { tls } : {}) });
-  return new Client({ connection, namespace: settings.namespace });
+  try {
+    const connection = await Connection.connect({ address: settings.address, connectTimeout: 10_000, ...(tls ? { tls } : {}) });
+    return new Client({ connection, namespace: settings.namespace });
+  } catch (err) {
+    throw unreachable(settings, program, err);
+  }
+}
+
+function unreachable(settings: TemporalSettings, program: string, err: unknown): Error {
+  const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+  return new Error(`cannot reach Temporal at ${settings.address} (${err instanceof Error ? err.message : String(err)}${cause})\n  ${howToPointAtTemporal(program)}`);
 }
 
 /**
@@ -48,4 +62,21 @@ export async function runUntilSignalled(worker: Worker, log: Logger, cleanup: ()
     await cleanup();
     log.info('stopped');
   }
+}
+
+/**
+ * VCCR_STORE (the environment file's store path) is checked at start, so a store that is not mounted shows
+ * up in the worker's log at once rather than in the first checkpoint. `vccr doctor` checks much more.
+ */
+export function checkConfiguredStore(log: Logger, env: NodeJS.ProcessEnv = process.env): void {
+  const store = env.VCCR_STORE;
+  if (!store) return;
+  let isDir = false;
+  try {
+    isDir = statSync(store).isDirectory();
+  } catch {
+    isDir = false;
+  }
+  if (isDir) log.info({ store }, 'checkpoint store present');
+  else log.error({ store }, 'VCCR_STORE is not a folder here: is the shared checkpoint store mounted? (`vccr doctor` checks every host)');
 }

@@ -12,7 +12,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
-import { checkpointInputSchema } from '../common/workflow-inputs';
+import { checkpointInputSchema, type CheckpointInput } from '../common/workflow-inputs';
 import { defaultCheckpointId } from '../common/names';
 import type { Manifest, ManifestVm } from '../common/manifest';
 import type { FrozenVm, PrepareReport, SavedState, VmTimestamp } from '../activities/host/types';
@@ -46,7 +46,7 @@ function undoMargin(boundMs: number): number {
 
 const spread = (xs: number[]) => (xs.length ? Math.max(...xs) - Math.min(...xs) : 0);
 
-export async function checkpointCluster(rawInput: unknown): Promise<CheckpointResult> {
+export async function checkpointCluster(rawInput: CheckpointInput): Promise<CheckpointResult> {
   const input = validateInput(checkpointInputSchema, rawInput, 'checkpointCluster');
   const info = workflowInfo();
   const cluster = input.cluster;

@@ -81,10 +81,6 @@ export const clusterStateQuery = defineQuery<ClusterStateView>('state');
  */
 export const rolloverSignal = defineSignal('rollover');
 
-export function clusterWorkflowId(cluster: string): string {
-  return `vccr-cluster-${cluster}`;
-}
-
 // ---- operations (launch, checkpoint, restart, shutdown) ----------------------------------------------
 
 export type VmPhaseState =

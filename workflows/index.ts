@@ -6,3 +6,4 @@ export { restartCluster } from './restart';
 export { shutdownCluster } from './shutdown';
 export { inspectCluster } from './inspect';
 export { listCheckpoints, showCheckpoint, verifyCheckpoint, deleteCheckpoint } from './checkpoints';
+export { doctorCluster } from './doctor';

@@ -1,7 +1,7 @@
 // inspectCluster: asks every host about the cluster's VMs (process alive? QMP run state?). Read-only:
 // it takes no lock, so it also works while another operation runs.
 import { ApplicationFailure } from '@temporalio/workflow';
-import { inspectInputSchema } from '../common/workflow-inputs';
+import { inspectInputSchema, type InspectInput } from '../common/workflow-inputs';
 import { taskQueueOf } from '../common/spec';
 import type { VmStatus } from '../activities/host/types';
 import { controllerActivities, hostActivities } from './proxies';
@@ -16,7 +16,7 @@ export interface InspectResult {
   vms: Array<VmStatus & { host: string }>;
 }
 
-export async function inspectCluster(rawInput: unknown): Promise<InspectResult> {
+export async function inspectCluster(rawInput: InspectInput): Promise<InspectResult> {
   const { cluster } = validateInput(inspectInputSchema, rawInput, 'inspectCluster');
   const state = await withSummary(controllerActivities().quick, `read the cluster record of ${cluster}`).getClusterState({ cluster });
   if (!state?.spec) throw ApplicationFailure.nonRetryable(`unknown cluster ${cluster}`, 'UnknownCluster');

@@ -1,7 +1,7 @@
 // launchCluster: starts every VM of a spec on its host (all hosts at once) and records the cluster.
 // If any VM cannot be started, the ones that were are stopped again: a cluster is up whole or not at all.
 import { CancellationScope, log, uuid4 } from '@temporalio/workflow';
-import { launchInputSchema } from '../common/workflow-inputs';
+import { launchInputSchema, type LaunchInput } from '../common/workflow-inputs';
 import { resolveVm, taskQueueOf, type ResolvedVm } from '../common/spec';
 import type { LaunchedVm } from '../activities/host/types';
 import { acquireCluster, releaseCluster } from './lock';
@@ -16,7 +16,7 @@ export interface LaunchResult {
   vms: Array<{ name: string; host: string; pid: number; status: string; consoleLog: string }>;
 }
 
-export async function launchCluster(rawInput: unknown): Promise<LaunchResult> {
+export async function launchCluster(rawInput: LaunchInput): Promise<LaunchResult> {
   const { spec } = validateInput(launchInputSchema, rawInput, 'launchCluster');
   const cluster = spec.cluster;
   const progress = new ProgressTracker('launch', cluster);

@@ -2,7 +2,8 @@
 import { ActivityFailure, ApplicationFailure, getExternalWorkflowHandle, workflowInfo } from '@temporalio/workflow';
 import type { ClusterSpec } from '../common/spec';
 import { controllerActivities } from './proxies';
-import { clusterWorkflowId, releaseSignal, type AcquireReply, type OperationKind, type ReleaseRequest } from './definitions';
+import { clusterWorkflowId } from '../common/ids';
+import { releaseSignal, type AcquireReply, type OperationKind, type ReleaseRequest } from './definitions';
 import { withSummary } from './summary';
 
 export async function acquireCluster(

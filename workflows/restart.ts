@@ -3,7 +3,7 @@
 //   → launch each VM from its recorded configuration, paused, waiting for its state, on a fresh overlay
 //   over its frozen disks → load every state (load barrier) → cont all together.
 import { ApplicationFailure, CancellationScope, log, uuid4, workflowInfo } from '@temporalio/workflow';
-import { restartInputSchema } from '../common/workflow-inputs';
+import { restartInputSchema, type RestartInput } from '../common/workflow-inputs';
 import { taskQueueOf, type ClusterSpec, type ResolvedVm } from '../common/spec';
 import type { Manifest } from '../common/manifest';
 import type { VmTimestamp } from '../activities/host/types';
@@ -29,7 +29,7 @@ export interface RestartResult {
 
 const spread = (xs: number[]) => (xs.length ? Math.max(...xs) - Math.min(...xs) : 0);
 
-export async function restartCluster(rawInput: unknown): Promise<RestartResult> {
+export async function restartCluster(rawInput: RestartInput): Promise<RestartResult> {
   const input = validateInput(restartInputSchema, rawInput, 'restartCluster');
   const info = workflowInfo();
   const cluster = input.cluster;

@@ -1,6 +1,6 @@
 // shutdownCluster: ends every VM of the cluster (quit, or kill as a crash would) and marks it down.
 import { ApplicationFailure } from '@temporalio/workflow';
-import { shutdownInputSchema } from '../common/workflow-inputs';
+import { shutdownInputSchema, type ShutdownInput } from '../common/workflow-inputs';
 import { taskQueueOf } from '../common/spec';
 import { acquireCluster, releaseCluster } from './lock';
 import { hostActivities } from './proxies';
@@ -16,7 +16,7 @@ export interface ShutdownResult {
   unreachable: Array<{ host: string; vms: string[]; reason: string }>;
 }
 
-export async function shutdownCluster(rawInput: unknown): Promise<ShutdownResult> {
+export async function shutdownCluster(rawInput: ShutdownInput): Promise<ShutdownResult> {
   const input = validateInput(shutdownInputSchema, rawInput, 'shutdownCluster');
   const cluster = input.cluster;
   const progress = new ProgressTracker('shutdown', cluster);

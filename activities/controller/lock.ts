@@ -4,14 +4,16 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { childLogger } from '../../common/logger';
-import { acquireUpdate, clusterStateQuery, clusterWorkflowId, type AcquireReply, type ClusterState } from '../../workflows/definitions';
+import { clusterWorkflowId } from '../../common/ids';
+import { acquireUpdate, clusterStateQuery, type AcquireReply, type ClusterState } from '../../workflows/definitions';
 import type { AcquireClusterRequest } from './types';
+import type { clusterRecord } from '../../workflows/cluster';
 
 const log = childLogger('cluster-lock');
 
 export function lockActivities(client: Client, controllerTaskQueue: string) {
   async function ensureRecord(cluster: string): Promise<void> {
-    await client.workflow.start('clusterRecord', {
+    await client.workflow.start<typeof clusterRecord>('clusterRecord', {
       workflowId: clusterWorkflowId(cluster),
       taskQueue: controllerTaskQueue,
       args: [{ cluster }],

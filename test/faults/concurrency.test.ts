@@ -8,6 +8,7 @@ import type { TestBed } from '../../harness/testbed';
 import { guestImageDir } from '../../harness/testbed';
 import { waitForConsole } from '../../harness/console';
 import { sleep } from '../../common/proc';
+import { DEFAULT_CONTROLLER_TASK_QUEUE } from '../../common/ids';
 import { CLUSTER, RUNS, assertClusterHealthy, assertStoreClean, random, report, startFaultBed } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
@@ -33,7 +34,7 @@ after(async () => {
 });
 
 async function start(type: string, workflowId: string, input: unknown): Promise<void> {
-  await (await bed.temporal()).workflow.start(type, { taskQueue: 'vccr-controller', workflowId, args: [input] });
+  await (await bed.temporal()).workflow.start(type, { taskQueue: DEFAULT_CONTROLLER_TASK_QUEUE, workflowId, args: [input] });
 }
 
 test('two checkpoints of one cluster at once: one commits, the other is refused as busy', { timeout: RUNS * 90_000 }, async (t) => {

@@ -3,10 +3,11 @@
 import { proxyActivities, ApplicationFailure, ActivityFailure } from '@temporalio/workflow';
 import type { HostActivities } from '../../activities/host';
 import type { ResolvedVm } from '../../common/spec';
+import { hostTaskQueue } from '../../common/ids';
 
 export async function actOnForeignVm(input: { cluster: string; vm: string; otherHost: string; config: ResolvedVm }): Promise<string[]> {
   const host = proxyActivities<HostActivities>({
-    taskQueue: `vccr-host-${input.otherHost}`,
+    taskQueue: hostTaskQueue(input.otherHost),
     startToCloseTimeout: '30 seconds',
     retry: { maximumAttempts: 1 },
   });

@@ -3,31 +3,10 @@
 import assert from 'node:assert/strict';
 import type { Manifest } from '../../common/manifest';
 import type { TestBed } from '../../harness/testbed';
-import { readConsole, ringErrors, ringTokens, waitForConsole } from '../../harness/console';
+import { ringErrors, ringTokens, waitForConsole } from '../../harness/console';
+import { sinceLastRestore, tokensAtCheckpoint } from '../../harness/ring';
 
-const RESTORE_MARKER = /^=== vccr: restoring from checkpoint (\S+) .*===$/gm;
-
-/** Text a VM printed since its most recent restore from `checkpointId`. */
-export function sinceLastRestore(path: string, checkpointId: string): string {
-  const text = readConsole(path);
-  let start = -1;
-  for (const m of text.matchAll(RESTORE_MARKER)) if (m[1] === checkpointId) start = (m.index ?? 0) + m[0].length;
-  assert.ok(start >= 0, `no restore marker for ${checkpointId} in ${path}`);
-  return text.slice(start);
-}
-
-/** Last token each node had received when it was paused, read from its console up to the recorded offset. */
-export function tokensAtCheckpoint(manifest: Manifest, only?: string[]): Map<string, bigint> {
-  const out = new Map<string, bigint>();
-  for (const vm of manifest.vms.filter((v) => !only || only.includes(v.name))) {
-    assert.ok(vm.console, `manifest records ${vm.name}'s console`);
-    const before = ringTokens(readConsole(vm.console.path, 0, vm.console.offsetAtPause));
-    const last = before.at(-1);
-    assert.ok(last, `${vm.name} had received tokens before the checkpoint`);
-    out.set(vm.name, last.value);
-  }
-  return out;
-}
+export { sinceLastRestore, tokensAtCheckpoint };
 
 /**
  * After a restart from `manifest`: every node's first token is the exact successor (for that node) of the
@@ -35,7 +14,7 @@ export function tokensAtCheckpoint(manifest: Manifest, only?: string[]): Map<str
  * opened a new connection (RING CONN/READY are printed only when connections are made).
  */
 export async function assertRingContinued(
-  bed: TestBed,
+  bed: Pick<TestBed, 'consoleLog'>,
   cluster: string,
   manifest: Manifest,
   placement: Record<string, string>,

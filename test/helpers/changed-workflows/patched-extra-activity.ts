@@ -4,7 +4,7 @@ import { patched } from '@temporalio/workflow';
 import { checkpointCluster as today } from '../../../workflows/checkpoint';
 import { controllerActivities } from '../../../workflows/proxies';
 
-export async function checkpointCluster(rawInput: unknown): ReturnType<typeof today> {
+export async function checkpointCluster(rawInput: Parameters<typeof today>[0]): ReturnType<typeof today> {
   if (patched('read-cluster-state-first')) {
     await controllerActivities().quick.getClusterState({ cluster: String((rawInput as { cluster?: unknown }).cluster) });
   }

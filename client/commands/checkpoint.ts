@@ -1,0 +1,31 @@
+// vccr checkpoint <cluster>: checkpoint the whole cluster, consistent across its VMs.
+import { EXIT } from '../errors';
+import { describeCheckpoint } from '../render';
+import { checkpointId, clusterName, noMorePositionals, positional, stringValue } from './args';
+import { WATCH_OPTIONS, type Command } from './command';
+
+export const checkpoint: Command = {
+  name: 'checkpoint',
+  synopsis: '<cluster> [--id ID]',
+  summary: 'checkpoint the whole cluster (consistent across VMs)',
+  details: 'Every VM is paused, saved and resumed together; the checkpoint exists once its manifest is committed.',
+  options: {
+    id: { type: 'string', value: 'ID', text: 'name of the checkpoint (default ck-<date>-<time>-<random>)' },
+    ...WATCH_OPTIONS,
+  },
+  prepare(args) {
+    const cluster = clusterName(positional(args, 'checkpoint', 0, 'cluster'));
+    noMorePositionals(args, 'checkpoint', 1);
+    const id = stringValue(args.values, 'id');
+    const options = id === undefined ? {} : { checkpointId: checkpointId(id) };
+    return async (ctx) => {
+      const result = await (await ctx.connect()).checkpoint(cluster, { ...ctx.watch(args.values), ...options });
+      if ('workflowId' in result) {
+        ctx.print(`started ${result.workflowId} (checkpoint ${result.checkpointId})`, result);
+        return EXIT.ok;
+      }
+      ctx.print(describeCheckpoint(result), result);
+      return result.resumeFailures.length ? EXIT.failed : EXIT.ok;
+    };
+  },
+};

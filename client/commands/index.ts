@@ -1,0 +1,24 @@
+// Every `vccr` command. Adding one is a matter of a new file in this folder and one line here.
+import type { Command } from './command';
+import { up } from './up';
+import { checkpoint } from './checkpoint';
+import { restart } from './restart';
+import { checkpointsDelete, checkpointsList, checkpointsShow, checkpointsVerify } from './checkpoints';
+import { status } from './status';
+import { down } from './down';
+import { doctor } from './doctor';
+
+export const COMMANDS: readonly Command[] = [
+  up,
+  checkpoint,
+  restart,
+  checkpointsList,
+  checkpointsShow,
+  checkpointsVerify,
+  checkpointsDelete,
+  status,
+  down,
+  doctor,
+];
+
+export type { Command } from './command';

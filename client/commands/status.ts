@@ -1,0 +1,35 @@
+// vccr status [<cluster>]: every cluster record, or one cluster's VMs as their hosts see them.
+import type { ClusterState } from '../../workflows/definitions';
+import { EXIT } from '../errors';
+import { describeClusters, describeStatus } from '../render';
+import { clusterName, noMorePositionals } from './args';
+import type { Command } from './command';
+
+export const status: Command = {
+  name: 'status',
+  synopsis: '[<cluster>]',
+  summary: 'clusters, or one cluster\'s VMs as their hosts see them',
+  details: 'With a cluster, exits with 1 unless every VM is alive and running.',
+  prepare(args) {
+    noMorePositionals(args, 'status', 1);
+    const named = args.positionals[0];
+    if (named === undefined) {
+      return async (ctx) => {
+        const vccr = await ctx.connect();
+        const states: ClusterState[] = [];
+        for (const name of await vccr.clusters()) {
+          const s = await vccr.clusterState(name);
+          if (s) states.push(s);
+        }
+        ctx.print(describeClusters(states), states);
+        return EXIT.ok;
+      };
+    }
+    const cluster = clusterName(named);
+    return async (ctx) => {
+      const result = await (await ctx.connect()).status(cluster);
+      ctx.print(describeStatus(result), result);
+      return result.vms.every((v) => v.alive && v.qmpStatus === 'running') ? EXIT.ok : EXIT.failed;
+    };
+  },
+};
