@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chownSync, createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -176,8 +176,15 @@ test('cancel: a no-op when idle; cancels an active save and returns only once QE
   assert.equal((await vm.qmp.command('query-migrate')).status, 'cancelled');
   sink.close();
 
+  // A state file is never overwritten.
+  const existing = scope.path('existing.state');
+  writeFileSync(existing, 'an earlier attempt');
+  const refused = await rejection(saveToStream(vm.qmp, { vm: 'vm', socketPath: scope.path('save3.sock'), file: existing }));
+  assert.equal(refused.kind, 'wrong-state');
+  assert.equal(readFileSync(existing, 'utf8'), 'an earlier attempt');
+
   // Nothing is left behind: the next save goes through.
-  const saved = await saveToStream(vm.qmp, { vm: 'vm', socketPath: scope.path('save3.sock'), file });
+  const saved = await saveToStream(vm.qmp, { vm: 'vm', socketPath: scope.path('save4.sock'), file });
   assert.equal(saved.sha256, await sha256Of(file));
 });
 
@@ -231,6 +238,8 @@ test('live: a paused guest with a frozen disk is snapshotted in the background; 
   const result = await snap.done;
   assert.equal(result.end.status, 'completed');
   assert.equal(result.sha256, await sha256Of(file));
+  const caps = await vm.qmp.command('query-migrate-capabilities');
+  assert.equal(caps.find((c) => c.capability === 'background-snapshot')?.state, false, 'switched off again: a later migrate is a plain one');
   assert.ok(snap.bytes() === result.size, 'every byte QEMU sent is in the file');
   await runsOn(vm, atResume, 2);
   t.diagnostic(`STOP→RESUME ${(snap.times.resumedAtMs - stoppedAt).toFixed(1)} ms; ${result.size} bytes written while the guest ran`);

@@ -12,7 +12,7 @@ import { configureMigration, isActiveStatus, MigrationWatch, qmpFailure, UNLIMIT
 import { MigrationError, messageOf } from './errors';
 import { DrainingRelay } from './relay';
 import { waitUntil } from './runstate';
-import { endError, settled, type Settled } from './stream';
+import { endError, settled, startReceiver, type Settled } from './stream';
 
 export interface BackgroundSnapshotOptions {
   vm: string;
@@ -75,7 +75,7 @@ export async function prepareBackgroundSnapshot(qmp: QmpClient, options: Backgro
   await requireSnapshotable(qmp, vm);
   await configureMigration(qmp, vm, { events: true, backgroundSnapshot: true, maxBandwidth: UNLIMITED_BANDWIDTH });
   const receiver = new StateReceiver(`${options.socketPath}.rx`, options.file);
-  await receiver.start();
+  await startReceiver(receiver, vm, options.file);
   const relay = new DrainingRelay(options.socketPath, `${options.socketPath}.rx`);
   const parts: Parts = { qmp, vm, options, receiver, relay, watch: undefined, end: undefined };
   try {
@@ -235,7 +235,16 @@ async function finish(parts: Parts, isCancelled: () => boolean): Promise<Snapsho
     throw err;
   } finally {
     parts.watch?.close();
+    await switchOff(parts);
   }
+}
+
+/**
+ * The capability outlives the snapshot in QEMU: left on, the next stop-mode `migrate` (by code that does
+ * not set it) would be a background snapshot too, and resume the VM it was meant to keep paused.
+ */
+async function switchOff(parts: Parts): Promise<void> {
+  await configureMigration(parts.qmp, parts.vm, { backgroundSnapshot: false }).catch(() => undefined);
 }
 
 /** How long a failed snapshot keeps draining QEMU's stream so QEMU can lift the write protection. */
@@ -252,6 +261,7 @@ async function abandon(parts: Parts, err: unknown): Promise<void> {
   parts.receiver.abort(err);
   parts.watch?.close();
   await rm(parts.options.file, { force: true });
+  await switchOff(parts);
 }
 
 /** Adds where the VM was left to an error thrown before the guest was resumed. */

@@ -1,6 +1,7 @@
 // Stop-mode save and load: a paused VM's state into our StateReceiver (QEMU connects to the unix socket
 // it listens on), and a state file back into a QEMU started with `-incoming defer`. Both return only
 // once QEMU reports the migration's final status, and a save that does not complete leaves no file.
+import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import type { QmpClient } from '../../qmp';
 import { sendState, StateReceiver, type TransferResult } from '../transfer';
@@ -52,7 +53,7 @@ export async function saveToStream(qmp: QmpClient, options: SaveOptions): Promis
   await requireSaveable(qmp, vm);
   await configureMigration(qmp, vm, { events: true, backgroundSnapshot: false, maxBandwidth: options.maxBandwidth ?? UNLIMITED_BANDWIDTH });
   const receiver = new StateReceiver(options.socketPath, options.file, { onProgress: options.onProgress, signal: options.signal });
-  await receiver.start();
+  await startReceiver(receiver, vm, options.file);
   const watch = new MigrationWatch(qmp, vm);
   const startedAtMs = Date.now();
   // A failing receiver or a cancelled save must stop QEMU's side too, or the wait below never ends.
@@ -78,6 +79,17 @@ export async function saveToStream(qmp: QmpClient, options: SaveOptions): Promis
   } finally {
     options.signal?.removeEventListener('abort', stopQemu);
     watch.close();
+  }
+}
+
+/** Starts a receiver on a state file that must not exist yet (an earlier attempt's file is never overwritten). */
+export async function startReceiver(receiver: StateReceiver, vm: string, file: string): Promise<void> {
+  if (existsSync(file)) throw new MigrationError(`${file} already exists; a state file is never overwritten`, { vm, kind: 'wrong-state' });
+  try {
+    await receiver.start();
+  } catch (err) {
+    await rm(file, { force: true });
+    throw new MigrationError(`could not create ${file} or listen for QEMU: ${messageOf(err)}`, { vm, kind: 'receiver-failed', cause: err });
   }
 }
 

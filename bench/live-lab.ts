@@ -1,0 +1,299 @@
+// The live-snapshot lab: what live mode's design depends on, per VM, measured with the migration layer on
+// real QEMU 7.2 and the test guest (no Temporal). Prints tables and writes bench/results/live-lab-<time>.json.
+//
+//   node dist/bench/live-lab.js [--sizes 128,256,512,1024] [--reps 3] [--only downtime,slowdown,pair]
+//
+// Sections:
+//   downtime  per-VM downtime vs guest RAM, with/without -mem-prealloc: (a) QEMU stops the running VM itself
+//             (its STOP→RESUME), (b) our sequence: pause, freeze the disk, snapshot (our STOP→QEMU's RESUME),
+//             split into stop, freeze, migrate→setup, setup→active (RAM tracking set up: pages populated and
+//             write-protected), active→RESUME; and the background write's throughput
+//   slowdown  memfill rewriting pages as fast as it can: its rate before, during and after the write
+//   pair      two VMs paused at the same instant and snapshotted at the same instant
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pauseVm, prepareBackgroundSnapshot, waitUntil, type PreparedSnapshot } from '../activities/host/migration';
+import { GuestVm } from '../harness/guest-vm';
+import { janitor } from '../harness/janitor';
+import { summarize, type Summary } from './stats';
+
+const MiB = 1024 * 1024;
+const fillFor = (ramMiB: number) => (ramMiB <= 256 ? ramMiB - 96 : Math.floor((ramMiB * 3) / 4));
+
+function say(msg: string): void {
+  process.stderr.write(`[live-lab] ${msg}\n`);
+}
+
+/** A guest with a qcow2 disk in its own folder; everything removed by close(). */
+class LabVm {
+  private layers = 0;
+
+  private constructor(readonly vm: GuestVm, readonly dir: string) {}
+
+  static async boot(name: string, ramMiB: number, prealloc: boolean, workload: string): Promise<LabVm> {
+    const dir = mkdtempSync(join(tmpdir(), 'vccr-lab-'));
+    janitor.trackPath(dir);
+    execFileSync('qemu-img', ['create', '-q', '-f', 'raw', join(dir, 'base.raw'), '16M']);
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', join(dir, 'base.raw'), join(dir, 'layer0.qcow2')]);
+    const vm = await GuestVm.start({ name, dir, memoryMiB: ramMiB, prealloc, append: workload, disk: join(dir, 'layer0.qcow2') });
+    await vm.waitForConsole(/^MEMFILL (ALIVE|RATE) /m, 0, 300_000);
+    return new LabVm(vm, dir);
+  }
+
+  nextLayer(): string {
+    return join(this.dir, `layer${++this.layers}.qcow2`);
+  }
+
+  async close(): Promise<void> {
+    await this.vm.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+    janitor.untrackPath(this.dir);
+  }
+}
+
+interface Sample {
+  ramMiB: number;
+  prealloc: boolean;
+  mode: 'qemu-stops' | 'paused-frozen';
+  rep: number;
+  prepareMs: number;
+  /** pauseVm(): `stop` sent → reply (and query-status). */
+  stopCmdMs: number;
+  freezeMs: number;
+  migrateToSetupMs: number;
+  setupToActiveMs: number;
+  activeToResumeMs: number;
+  migrateToResumeMs: number;
+  /** STOP (ours or QEMU's) → QEMU's RESUME, both QEMU timestamps. */
+  downtimeMs: number;
+  /** query-migrate's `downtime` (QEMU's own figure). */
+  qemuDowntimeMs: number;
+  writeMs: number;
+  bytes: number;
+  mbPerS: number;
+  info: Record<string, unknown>;
+}
+
+/** One snapshot: prepared while the VM runs; then either QEMU stops it, or we pause + freeze first. */
+async function snapshotOnce(lab: LabVm, mode: Sample['mode']): Promise<Omit<Sample, 'ramMiB' | 'prealloc' | 'rep'>> {
+  const { vm } = lab;
+  const name = vm.options.name;
+  const file = join(lab.dir, 'vm.state');
+  rmSync(file, { force: true });
+  const t0 = performance.now();
+  const prepared = await prepareBackgroundSnapshot(vm.qmp, { vm: name, socketPath: join(lab.dir, 'snap.sock'), file });
+  const prepareMs = performance.now() - t0;
+  let stopCmdMs = 0;
+  let freezeMs = 0;
+  let stoppedAt: number | undefined;
+  if (mode === 'paused-frozen') {
+    const t1 = performance.now();
+    stoppedAt = (await pauseVm(vm.qmp, name)).atMs;
+    stopCmdMs = performance.now() - t1;
+    const t2 = performance.now();
+    await vm.qmp.command('blockdev-snapshot-sync', { device: 'drive-d0', 'snapshot-file': lab.nextLayer(), format: 'qcow2' });
+    freezeMs = performance.now() - t2;
+  }
+  const snap = await prepared.start();
+  const result = await snap.done;
+  rmSync(file, { force: true });
+  const { times } = snap;
+  const stop = stoppedAt ?? times.stoppedAtMs ?? Number.NaN;
+  const writeMs = result.end.atMs - times.resumedAtMs;
+  return {
+    mode, prepareMs, stopCmdMs, freezeMs,
+    migrateToSetupMs: (times.setupAtMs ?? Number.NaN) - times.migrateAtMs,
+    setupToActiveMs: (times.activeAtMs ?? Number.NaN) - (times.setupAtMs ?? Number.NaN),
+    activeToResumeMs: times.resumedAtMs - (times.activeAtMs ?? Number.NaN),
+    migrateToResumeMs: times.resumedAtMs - times.migrateAtMs,
+    downtimeMs: times.resumedAtMs - stop,
+    qemuDowntimeMs: result.end.info.downtime ?? Number.NaN,
+    writeMs, bytes: result.size, mbPerS: result.size / MiB / (writeMs / 1000),
+    info: result.end.info,
+  };
+}
+
+async function downtimeSection(sizes: number[], reps: number): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  for (const ramMiB of sizes) {
+    for (const prealloc of [false, true]) {
+      say(`downtime: ${ramMiB} MiB${prealloc ? ' -mem-prealloc' : ''}: booting (memfill ${fillFor(ramMiB)} MiB)`);
+      const lab = await LabVm.boot('lab', ramMiB, prealloc, `vccr.run=memfill vccr.args=--mb,${fillFor(ramMiB)},--delay-ms,2`);
+      try {
+        for (let rep = 1; rep <= reps; rep++) {
+          for (const mode of ['paused-frozen', 'qemu-stops'] as const) {
+            samples.push({ ramMiB, prealloc, rep, ...(await snapshotOnce(lab, mode)) });
+          }
+        }
+      } finally {
+        await lab.close();
+      }
+    }
+  }
+  return samples;
+}
+
+interface RateWindow {
+  rewritesPerS: number;
+  intervals: number;
+}
+
+function rateOf(text: string): RateWindow {
+  const lines = [...text.matchAll(/^MEMFILL RATE n=\d+ ms=(\d+) rewrites=(\d+)$/gm)];
+  const ms = lines.reduce((s, m) => s + Number(m[1]), 0);
+  const rewrites = lines.reduce((s, m) => s + Number(m[2]), 0);
+  return { rewritesPerS: ms ? (rewrites * 1000) / ms : Number.NaN, intervals: lines.length };
+}
+
+interface SlowdownSample {
+  ramMiB: number;
+  before: RateWindow;
+  during: RateWindow;
+  after: RateWindow;
+  writeMs: number;
+  downtimeMs: number;
+  mbPerS: number;
+}
+
+/** memfill at full speed (RATE every 100 ms of guest time): before the pause, during the write, after it. */
+async function slowdownSection(sizes: number[], reps: number): Promise<SlowdownSample[]> {
+  const out: SlowdownSample[] = [];
+  for (const ramMiB of sizes) {
+    const args = `--mb,${fillFor(ramMiB)},--delay-ms,0,--alive-every,1000000000,--rate-ms,100`;
+    say(`slowdown: ${ramMiB} MiB: booting`);
+    const lab = await LabVm.boot('lab', ramMiB, false, `vccr.run=memfill vccr.args=${args}`);
+    try {
+      for (let rep = 1; rep <= reps; rep++) {
+        const { vm } = lab;
+        const since = vm.consoleSize();
+        await new Promise((r) => setTimeout(r, 2000));
+        const file = join(lab.dir, 'vm.state');
+        const prepared = await prepareBackgroundSnapshot(vm.qmp, { vm: 'lab', socketPath: join(lab.dir, 'snap.sock'), file });
+        const stoppedAt = (await pauseVm(vm.qmp, 'lab')).atMs;
+        const atPause = vm.consoleSize();
+        await vm.qmp.command('blockdev-snapshot-sync', { device: 'drive-d0', 'snapshot-file': lab.nextLayer(), format: 'qcow2' });
+        const snap = await prepared.start();
+        const atResume = vm.consoleSize();
+        const result = await snap.done;
+        const atDone = vm.consoleSize();
+        rmSync(file, { force: true });
+        await new Promise((r) => setTimeout(r, 2000));
+        const writeMs = result.end.atMs - snap.times.resumedAtMs;
+        out.push({
+          ramMiB,
+          before: rateOf(vm.console(since, atPause)),
+          during: rateOf(vm.console(atResume, atDone)),
+          after: rateOf(vm.console(atDone)),
+          writeMs, downtimeMs: snap.times.resumedAtMs - stoppedAt, mbPerS: result.size / MiB / (writeMs / 1000),
+        });
+      }
+    } finally {
+      await lab.close();
+    }
+  }
+  return out;
+}
+
+interface PairSample {
+  stopSkewMs: number;
+  migrateSkewMs: number;
+  resumeSkewMs: number;
+  downtimeMs: number[];
+  writeMs: number[];
+  mbPerS: number[];
+  cutHolds: boolean;
+}
+
+/** Two VMs: paused at the same instant T, frozen, snapshotted at T + 50 ms. */
+async function pairSection(ramMiB: number, reps: number): Promise<PairSample[]> {
+  say(`pair: two ${ramMiB} MiB VMs: booting`);
+  const labs = await Promise.all(['a', 'b'].map((n) => LabVm.boot(n, ramMiB, false, `vccr.run=memfill vccr.args=--mb,${fillFor(ramMiB)},--delay-ms,2`)));
+  const out: PairSample[] = [];
+  try {
+    for (let rep = 1; rep <= reps; rep++) {
+      const prepared = await Promise.all(labs.map((l) => prepareBackgroundSnapshot(l.vm.qmp, { vm: l.vm.options.name, socketPath: join(l.dir, 'snap.sock'), file: join(l.dir, 'vm.state') })));
+      const T = Date.now() + 200;
+      const runs = await Promise.all(
+        labs.map(async (lab, i) => {
+          await waitUntil(T);
+          const stoppedAt = (await pauseVm(lab.vm.qmp, lab.vm.options.name)).atMs;
+          await lab.vm.qmp.command('blockdev-snapshot-sync', { device: 'drive-d0', 'snapshot-file': lab.nextLayer(), format: 'qcow2' });
+          const snap = await (prepared[i] as PreparedSnapshot).start(T + 50);
+          const result = await snap.done;
+          rmSync(join(lab.dir, 'vm.state'), { force: true });
+          return { stoppedAt, times: snap.times, writeMs: result.end.atMs - snap.times.resumedAtMs, bytes: result.size };
+        }),
+      );
+      const spread = (xs: number[]) => Math.max(...xs) - Math.min(...xs);
+      out.push({
+        stopSkewMs: spread(runs.map((r) => r.stoppedAt)),
+        migrateSkewMs: spread(runs.map((r) => r.times.migrateAtMs)),
+        resumeSkewMs: spread(runs.map((r) => r.times.resumedAtMs)),
+        downtimeMs: runs.map((r) => r.times.resumedAtMs - r.stoppedAt),
+        writeMs: runs.map((r) => r.writeMs),
+        mbPerS: runs.map((r) => r.bytes / MiB / (r.writeMs / 1000)),
+        cutHolds: Math.max(...runs.map((r) => r.stoppedAt)) < Math.min(...runs.map((r) => r.times.resumedAtMs)),
+      });
+    }
+  } finally {
+    await Promise.all(labs.map((l) => l.close()));
+  }
+  return out;
+}
+
+const fmt = (s: Summary, digits = 1) => `${s.median.toFixed(digits)} [${s.min.toFixed(digits)}–${s.max.toFixed(digits)}]`;
+
+function printDowntime(samples: Sample[]): void {
+  const keys: Array<keyof Sample> = ['downtimeMs', 'stopCmdMs', 'freezeMs', 'migrateToSetupMs', 'setupToActiveMs', 'activeToResumeMs', 'migrateToResumeMs', 'qemuDowntimeMs', 'prepareMs', 'writeMs', 'mbPerS'];
+  const groups = new Map<string, Sample[]>();
+  for (const s of samples) {
+    const key = `${s.mode} ${s.ramMiB} MiB${s.prealloc ? ' prealloc' : ''}`;
+    groups.set(key, [...(groups.get(key) ?? []), s]);
+  }
+  process.stdout.write(`\n| case | ${keys.join(' | ')} |\n|${' --- |'.repeat(keys.length + 1)}\n`);
+  for (const [key, group] of groups) {
+    const cells = keys.map((k) => fmt(summarize(group.map((s) => s[k] as number))));
+    process.stdout.write(`| ${key} (n=${group.length}) | ${cells.join(' | ')} |\n`);
+  }
+  const firsts = samples.filter((s) => s.rep === 1 && s.mode === 'paused-frozen');
+  process.stdout.write(`\nfirst snapshot after boot, setup→active ms: ${firsts.map((s) => `${s.ramMiB}${s.prealloc ? 'p' : ''}=${s.setupToActiveMs.toFixed(1)}`).join(' ')}\n`);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { sizes: { type: 'string' }, reps: { type: 'string' }, only: { type: 'string' } }, strict: true });
+  const sizes = (values.sizes ?? '128,256,512,1024').split(',').map(Number);
+  const reps = Number(values.reps ?? 3);
+  const only = new Set((values.only ?? 'downtime,slowdown,pair').split(','));
+  const results: Record<string, unknown> = { startedAt: new Date().toISOString(), loadavgBefore: loadavg(), sizes, reps };
+  if (only.has('downtime')) {
+    const samples = await downtimeSection(sizes, reps);
+    results.downtime = samples;
+    printDowntime(samples);
+  }
+  if (only.has('slowdown')) {
+    const slow = await slowdownSection([256, 1024].filter((s) => sizes.includes(s)), reps);
+    results.slowdown = slow;
+    for (const s of slow) {
+      process.stdout.write(`slowdown ${s.ramMiB} MiB: before ${s.before.rewritesPerS.toFixed(0)}/s (${s.before.intervals}), during ${s.during.rewritesPerS.toFixed(0)}/s (${s.during.intervals}), after ${s.after.rewritesPerS.toFixed(0)}/s; write ${s.writeMs.toFixed(0)} ms at ${s.mbPerS.toFixed(0)} MiB/s; downtime ${s.downtimeMs.toFixed(1)} ms\n`);
+    }
+  }
+  if (only.has('pair')) {
+    const pair = await pairSection(512, reps);
+    results.pair = pair;
+    for (const p of pair) process.stdout.write(`pair: ${JSON.stringify(p)}\n`);
+  }
+  results.loadavgAfter = loadavg();
+  const dir = resolve(__dirname, '..', '..', 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const out = join(dir, `live-lab-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(out, JSON.stringify(results, null, 2));
+  say(`load average before ${JSON.stringify(results.loadavgBefore)}, after ${JSON.stringify(results.loadavgAfter)}; wrote ${out}`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`live-lab failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+});
