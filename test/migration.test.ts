@@ -146,6 +146,17 @@ test('stop mode: a paused guest saved through the layer loads into a new QEMU an
 
   const dst = await restore(scope, 'src', 256, file);
   await assertMemfillContinues(src.console(0, offset), dst);
+
+  // A missing file is refused before QEMU listens; a truncated one ends the load (and QEMU 7.2 with it).
+  const bad = await scope.start({ name: 'bad', memoryMiB: 256, append: '', incoming: true });
+  const missing = await rejection(loadFromStream(bad.qmp, { vm: 'bad', socketPath: scope.path('bad.sock'), file: scope.path('missing.state') }));
+  assert.equal(missing.kind, 'receiver-failed');
+  assert.equal((await bad.qmp.command('query-status')).status, 'inmigrate', 'untouched');
+  const truncated = scope.path('truncated.state');
+  writeFileSync(truncated, readFileSync(file).subarray(0, 8 << 20));
+  const failed = await rejection(loadFromStream(bad.qmp, { vm: 'bad', socketPath: scope.path('bad.sock'), file: truncated }));
+  assert.ok(failed.kind === 'failed' || failed.kind === 'qemu-exited', `${failed.kind}: ${failed.message}`);
+  t.diagnostic(`truncated state file: ${failed.message}`);
 });
 
 test('cancel: a no-op when idle; cancels an active save and returns only once QEMU says cancelled; the VM stays paused', async (t) => {

@@ -1,8 +1,8 @@
 // Stop-mode save and load: a paused VM's state into our StateReceiver (QEMU connects to the unix socket
 // it listens on), and a state file back into a QEMU started with `-incoming defer`. Both return only
 // once QEMU reports the migration's final status, and a save that does not complete leaves no file.
-import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { access, rm } from 'node:fs/promises';
 import type { QmpClient } from '../../qmp';
 import { sendState, StateReceiver, type TransferResult } from '../transfer';
 import {
@@ -119,6 +119,10 @@ export async function loadFromStream(qmp: QmpClient, options: StreamOptions): Pr
     throw qmpFailure(vm, 'could not check the VM before loading it', err);
   });
   if (status !== 'inmigrate') throw new MigrationError(`it is ${status}, not waiting for its state (-incoming defer)`, { vm, kind: 'wrong-state' });
+  // Checked before QEMU listens: once it does, only a complete stream (or its exit) ends the wait.
+  await access(options.file, constants.R_OK).catch((err: unknown) => {
+    throw new MigrationError(`cannot read ${options.file}: ${messageOf(err)}`, { vm, kind: 'receiver-failed', cause: err });
+  });
   await configureMigration(qmp, vm, { events: true });
   const watch = new MigrationWatch(qmp, vm);
   const startedAtMs = Date.now();
@@ -130,7 +134,7 @@ export async function loadFromStream(qmp: QmpClient, options: StreamOptions): Pr
       (err: unknown) => sendFailure(watch, vm, options.file, err),
     );
     const end = await watch.end({ timeoutMs: options.timeoutMs });
-    if (end.status !== 'completed') throw endError(vm, 'load', end);
+    if (end.status !== 'completed') throw endError(vm, LOAD_FAILED, end);
     return { ...transfer, startedAtMs, end };
   } finally {
     watch.close();
@@ -140,10 +144,13 @@ export async function loadFromStream(qmp: QmpClient, options: StreamOptions): Pr
 /** Our send failed: if QEMU says why (it rejected the stream, or exited), that is the better message. */
 async function sendFailure(watch: MigrationWatch, vm: string, file: string, err: unknown): Promise<never> {
   const verdict = await settled(watch.end({ timeoutMs: QEMU_VERDICT_MS, pollMs: 200 }));
-  if (verdict.ok && verdict.value.status !== 'completed') throw endError(vm, 'load', verdict.value);
+  if (verdict.ok && verdict.value.status !== 'completed') throw endError(vm, LOAD_FAILED, verdict.value);
   if (!verdict.ok && verdict.error instanceof MigrationError && verdict.error.kind === 'qemu-exited') throw verdict.error;
   throw new MigrationError(`sending ${file} failed: ${messageOf(err)}`, { vm, kind: 'receiver-failed', status: watch.last, cause: err });
 }
+
+/** An incoming QEMU gives no `error-desc`; 7.2 prints the reason on its stderr and exits. */
+const LOAD_FAILED = 'QEMU rejected the state stream (its reason is on its stderr, not in QMP): load';
 
 /** How long a failed send waits for QEMU's own account of the failure. */
 const QEMU_VERDICT_MS = 2000;
