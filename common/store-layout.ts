@@ -25,6 +25,21 @@ export const storeLayout = {
   failedRecord: (store: string, cluster: string, id: string) => join(store, cluster, '_failed', `${id}.json`),
 };
 
+/**
+ * The label of the disk layer a checkpoint puts on top when it freezes a disk: after-<id>+<run id>. '+' is
+ * not in checkpoint ids, so the id is recovered unambiguously (checkpointIdOfLayer); older layers are
+ * named after-<id>.
+ */
+export function checkpointLayerLabel(checkpointId: string, runId: string): string {
+  return `after-${checkpointId}+${runId}`;
+}
+
+/** The checkpoint id a layer file name (<label>.qcow2) was made for, if it is a checkpoint's top layer. */
+export function checkpointIdOfLayer(fileName: string): string | undefined {
+  const m = /^after-(.+?)(?:\+[A-Za-z0-9-]+)?\.qcow2$/.exec(fileName);
+  return m?.[1];
+}
+
 /** The chain a running VM's disk currently uses (written by its host at launch, freeze and restore). */
 export interface DiskChainRecord {
   vm: string;

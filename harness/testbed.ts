@@ -3,12 +3,13 @@
 // be killed and restarted like real ones), a private network namespace for the VMs, a checkpoint
 // store, and a VccrClient. Everything it starts is recorded with the janitor and ended by stop().
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { VccrClient } from '../client';
 import { isAlive, sleep, terminate, type ProcessIdentity } from '../common/proc';
 import type { ClusterSpecInput } from '../common/spec';
+import type { HooksConfig } from '../activities/test-hooks';
 import { DevServer } from './dev-server';
 import { janitor, killRecordedVms } from './janitor';
 import { PrivateNetwork } from './netns';
@@ -57,6 +58,8 @@ export interface TestBedOptions {
   keepDir?: boolean;
   /** Parent of the bed's folder (default /tmp: paths must stay short for QMP sockets). */
   parentDir?: string;
+  /** Give every worker a hooks file (activities/test-hooks.ts) that setHooks() writes: race tests only. */
+  testHooks?: boolean;
 }
 
 export class TestBed {
@@ -112,14 +115,43 @@ export class TestBed {
     return this.client;
   }
 
+  /** The hooks file of the controller workers or of one host's worker (with the `testHooks` option). */
+  hooksFile(target: 'controller' | string): string {
+    return join(this.dir, `hooks-${target}.json`);
+  }
+
+  /** Sets (replaces) the test hooks of the controllers or of a host's worker and its pause guard. */
+  setHooks(target: 'controller' | string, hooks: HooksConfig): void {
+    if (!this.options.testHooks) throw new Error('this bed was started without testHooks');
+    writeFileSync(this.hooksFile(target), JSON.stringify(hooks));
+  }
+
+  /** Removes every hook (and the memory of hooks that fired once). */
+  clearHooks(): void {
+    for (const f of readdirSync(this.dir)) if (f.startsWith('hooks-')) rmSync(join(this.dir, f), { force: true });
+  }
+
+  /** Hook points reached since the hooks were last cleared, in order. */
+  hooksReached(target: 'controller' | string): Array<{ point: string; vm?: string; pid: number; at: number }> {
+    try {
+      return readFileSync(`${this.hooksFile(target)}.reached`, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { point: string; vm?: string; pid: number; at: number });
+    } catch {
+      return [];
+    }
+  }
+
   private async spawnWorker(kind: 'controller' | 'host', name: string, args: string[], readyText: string, launcher: string[] = []): Promise<WorkerProcess> {
     const logFile = join(this.dir, `${kind}-${name}.log`);
     const log = openSync(logFile, 'a');
+    const hooks = this.options.testHooks ? { VCCR_TEST_HOOKS: this.hooksFile(kind === 'controller' ? 'controller' : name) } : {};
     const argv = [...launcher, process.execPath, join(DIST, 'workers', `${kind}.js`), ...args];
     const child = spawn(argv[0] ?? process.execPath, argv.slice(1), {
       stdio: ['ignore', log, log],
       // Workers log to their own files at info level at least: readiness is read from there.
-      env: { ...process.env, TEMPORAL_ADDRESS: this.server.address, VCCR_LOG_LEVEL: process.env.VCCR_WORKER_LOG_LEVEL ?? 'info' },
+      env: { ...process.env, ...hooks, TEMPORAL_ADDRESS: this.server.address, VCCR_LOG_LEVEL: process.env.VCCR_WORKER_LOG_LEVEL ?? 'info' },
     });
     closeSync(log);
     child.unref();

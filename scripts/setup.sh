@@ -15,8 +15,9 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # --- Debian packages -------------------------------------------------------------------------------
 # qemu-system-x86/qemu-utils: the hypervisor and qemu-img; busybox-static + cpio + gcc: the test guest;
 # iproute2: bridges, taps and namespaces for the guest network; python3-yaml: the compose file test;
-# chromium: the headless browser of the Web UI test (test/webui.test.ts), Debian's own build.
-apt_packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev python3-yaml openssl util-linux chromium)
+# chromium: the headless browser of the Web UI test (test/webui.test.ts), Debian's own build;
+# strace: the race tests watch the controller's fsync/unlink order with it.
+apt_packages=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev python3-yaml openssl util-linux chromium strace)
 t=$(date +%s.%N)
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command (`npm test`): sets everything up (scripts/setup.sh), then runs every test against the
 # real Temporal dev server and real QEMU VMs, one file at a time, and finally checks nothing was left
-# behind. Options: --faults (only the fault-injection suite), --runs N (runs per fault case, default 5),
-# or test file names (e.g. test/qmp.test.ts) to run only those.
+# behind. Options: --faults (only the fault-injection suite; its ordering-chaos case then makes 20 runs,
+# VCCR_CHAOS_RUNS), --runs N (runs per fault case, default 5), or test file names (e.g.
+# test/qmp.test.ts) to run only those.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -16,7 +17,7 @@ only_faults=0
 files=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --faults) only_faults=1 ;;
+    --faults) only_faults=1; export VCCR_CHAOS_RUNS="${VCCR_CHAOS_RUNS:-20}" ;;
     --runs) export VCCR_FAULT_RUNS="$2"; shift ;;
     --runs=*) export VCCR_FAULT_RUNS="${1#--runs=}" ;;
     test/*.ts) f="${1#test/}"; files+=("dist/test/${f%.ts}.js") ;;

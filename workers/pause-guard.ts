@@ -12,11 +12,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { QmpClient } from '../activities/qmp';
-import { readLease, writeLease } from '../activities/host/lease';
+import { mayBePaused, readLease, writeLease } from '../activities/host/lease';
 import { childLogger } from '../common/logger';
 import { isAlive, processStartTime } from '../common/proc';
 import { GUARD_PID_FILE as PID_FILE } from '../activities/host/guard';
 import { NAME_PATTERN } from '../common/names';
+import { hostNow } from '../activities/host/clock';
 
 const POLL_MS = 250;
 const IDLE_EXIT_MS = 60_000;
@@ -56,12 +57,12 @@ async function main(): Promise<void> {
       for (const vm of vms) {
         const lease = readLease(vm.dir);
         // The worker's own watchdog goes first (at the deadline); the guard a moment later, still within the bound.
-        if (lease?.state !== 'held' || Date.now() < lease.deadline + lease.guardAfterMs) continue;
+        if (!lease || !mayBePaused(lease) || hostNow() < lease.deadline + lease.guardAfterMs) continue;
         if (!isAlive({ pid: vm.record.pid, startTime: vm.record.startTime })) continue;
         await resume(vm.record.guardSocket, log.child({ vm: vm.record.name, cluster: vm.record.cluster, checkpoint: lease.checkpointId }));
         // Only mark it if nobody changed the lease meanwhile (the worker may have released it).
         const now = readLease(vm.dir);
-        if (now?.state === 'held' && now.checkpointId === lease.checkpointId) writeLease(vm.dir, { ...now, state: 'expired' });
+        if (now && mayBePaused(now) && now.checkpointId === lease.checkpointId) writeLease(vm.dir, { ...now, state: 'expired' });
       }
     } catch (err) {
       log.error({ err }, 'guard pass failed');

@@ -51,6 +51,8 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
   const info = workflowInfo();
   const cluster = input.cluster;
   const checkpointId = input.checkpointId ?? defaultCheckpointId(Date.now(), uuid4());
+  // Retried host steps recognise their own earlier work by the run, never by the checkpoint id alone.
+  const runId = info.runId;
   const progress = new ProgressTracker('checkpoint', cluster, checkpointId);
   const controller = controllerActivities();
 
@@ -103,14 +105,14 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
     pauseSentAt = Date.now();
     const pauseAt = pauseSentAt + pauseLead(prepareSentAt, [...prepared.values()].map((r) => r.receivedAt));
     paused = await onEveryHost(byHost, (host, vms) =>
-      withSummary(hosts(host).quick, `pause ${vmList(vms)} on host ${host}`).pauseVms({ cluster, checkpointId, vms, pauseBoundMs: boundMs, notBefore: pauseAt }),
+      withSummary(hosts(host).quick, `pause ${vmList(vms)} on host ${host}`).pauseVms({ cluster, checkpointId, runId, vms, pauseBoundMs: boundMs, notBefore: pauseAt }),
     );
     progress.vms(Object.keys(placement), 'paused');
 
     progress.phase('freeze');
     const withDisks = new Map([...byHost].filter(([host]) => prepared.get(host)?.vms.some((vm) => vm.diskIds.length > 0)));
     frozen = await onEveryHost(withDisks, (host, vms) =>
-      withSummary(hosts(host).quick, `freeze the disks of ${vmList(vms)} on host ${host}`).freezeDisks({ cluster, store: spec.store, checkpointId, vms }),
+      withSummary(hosts(host).quick, `freeze the disks of ${vmList(vms)} on host ${host}`).freezeDisks({ cluster, store: spec.store, checkpointId, runId, vms }),
     );
     progress.vms(Object.keys(placement), 'frozen');
 
@@ -123,6 +125,7 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
         cluster,
         store: spec.store,
         checkpointId,
+        runId,
         vms,
         progressWorkflowId: info.workflowId,
       }),
@@ -132,7 +135,13 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
 
     progress.phase('commit');
     const manifest = buildManifest();
-    manifestPath = (await withSummary(controller.local, `commit ${checkpointId}: manifest of ${manifest.vms.length} VMs, ${formatBytes(manifest.totalBytes)}`).commitCheckpoint({ manifest })).path;
+    // The leases hold until the pause window ends (their deadlines are later than this): commit only inside it.
+    manifestPath = (
+      await withSummary(controller.local, `commit ${checkpointId}: manifest of ${manifest.vms.length} VMs, ${formatBytes(manifest.totalBytes)}`).commitCheckpoint({
+        manifest,
+        notAfter: pauseSentAt + boundMs - undoMargin(boundMs),
+      })
+    ).path;
   });
 
   function buildManifest(): Manifest {

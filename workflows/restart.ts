@@ -2,7 +2,7 @@
 //   validate manifest and every checksum (before touching anything) → the old VM processes are gone
 //   → launch each VM from its recorded configuration, paused, waiting for its state, on a fresh overlay
 //   over its frozen disks → load every state (load barrier) → cont all together.
-import { ApplicationFailure, CancellationScope, log, uuid4, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, log, patched, uuid4, workflowInfo } from '@temporalio/workflow';
 import { restartInputSchema, type RestartInput } from '../common/workflow-inputs';
 import { taskQueueOf, type ClusterSpec, type ResolvedVm } from '../common/spec';
 import type { Manifest } from '../common/manifest';
@@ -75,10 +75,13 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
     progress.addVms(placement);
     progress.vms(Object.keys(placement), 'verifying');
     const byName = new Map(manifest.vms.map((vm) => [vm.name, vm]));
-    const stateFile = (vm: string) => `${store}/${cluster}/${checkpointId}/${byName.get(vm)?.state.file ?? ''}`;
+    // Hosts read state files only by checkpoint and VM name (never a path a caller could point elsewhere).
     await onEveryHost(targets, (host, vms) =>
       withSummary(hosts(host).transfer('1 hour'), `verify ${stateFiles(checkpointId, vms)} on host ${host} (sha256)`).verifyStateFiles({
-        files: vms.map((vm) => ({ vm, file: stateFile(vm), size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
+        store,
+        cluster,
+        checkpointId,
+        files: vms.map((vm) => ({ vm, size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
       }),
     );
 
@@ -123,9 +126,10 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
     const loadSentAt = Date.now();
     const loaded = await onEveryHost(targets, (host, vms) =>
       withSummary(hosts(host).transfer('1 hour'), `load ${vmList(vms)} on host ${host} ← ${stateFiles(checkpointId, vms)}`).loadVmStates({
+        store,
         cluster,
         checkpointId,
-        vms: vms.map((vm) => ({ name: vm, file: stateFile(vm), size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
+        vms: vms.map((vm) => ({ name: vm, size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
         progressWorkflowId: info.workflowId,
       }),
     );
@@ -143,9 +147,17 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
       return report.resumed;
     });
     progress.vms(Object.keys(placement), 'running');
+    const collectGarbage = () =>
+      withSummary(controller.quick, `remove disk layers nothing needs any more`)
+        .collectGarbage({ store, cluster })
+        .catch((err: unknown) => log.warn('garbage collection failed', { err: reasonOf(err) }));
+    // Still under the cluster lock: a checkpoint freezing disks meanwhile would add layers GC has not seen.
+    // (Executions started before this change collect after releasing the lock, as they did then.)
+    const underLock = patched('gc-under-lock');
+    if (underLock) await collectGarbage();
     progress.phase('done');
     await releaseCluster(cluster, { outcome: 'completed', status: 'running', placement, checkpointId });
-    await withSummary(controller.quick, `remove disk layers nothing needs any more`).collectGarbage({ store, cluster }).catch((err: unknown) => log.warn('garbage collection failed', { err: reasonOf(err) }));
+    if (!underLock) await collectGarbage();
 
     const loadedAt = new Map([...loaded.values()].flat().map((t: VmTimestamp) => [t.name, t.at]));
     const resumedAt = new Map([...resumed.values()].flat().map((t: VmTimestamp) => [t.name, t.at]));

@@ -2,6 +2,7 @@
 import type { Client } from '@temporalio/client';
 import { lockActivities } from './lock';
 import * as store from './store';
+import { collectGarbage } from './garbage';
 import { allHeartbeating } from '../heartbeat';
 
 export function createControllerActivities(client: Client, controllerTaskQueue: string) {
@@ -16,7 +17,7 @@ export function createControllerActivities(client: Client, controllerTaskQueue: 
     showCheckpoint: store.showCheckpoint,
     verifyCheckpoint: store.verifyCheckpoint,
     deleteCheckpoint: store.deleteCheckpoint,
-    collectGarbage: store.collectGarbage,
+    collectGarbage,
   });
 }
 

@@ -2,17 +2,20 @@
 // garbage-collect. Commit is the only step that makes a checkpoint exist (manifest.json, written
 // atomically); everything read back from the store is validated before it is believed.
 import { constants, existsSync } from 'node:fs';
-import { access, mkdir, readdir, readFile, rm, stat, statfs, open } from 'node:fs/promises';
+import { access, readdir, readFile, rm, stat, statfs, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import { z } from 'zod';
 import { describeZodError } from '../../common/errors';
-import { fsyncDir, writeFileAtomic } from '../../common/fsutil';
+import { fsyncDir, mkdirDurable, writeFileAtomic } from '../../common/fsutil';
 import { failureRecordSchema, manifestSchema, resumeRecordSchema, type Manifest } from '../../common/manifest';
 import { absolutePathSchema, CHECKPOINT_ID_PATTERN } from '../../common/names';
-import { storeLayout, type DiskChainRecord } from '../../common/store-layout';
+import { storeLayout } from '../../common/store-layout';
 import { childLogger } from '../../common/logger';
 import { sha256File } from '../host/hasher';
+import { testHook } from '../test-hooks';
+import { collectGarbage } from './garbage';
+import { earlierUse, recordRun } from './checkpoint-ids';
 import type {
   AbortCheckpointRequest,
   BeginCheckpointReply,
@@ -29,8 +32,6 @@ import type {
 } from './types';
 
 const log = childLogger('store');
-
-const diskChainSchema = z.object({ vm: z.string(), disk: z.string(), active: z.string(), backing: z.array(z.string()) }).strict();
 
 function fail(message: string, type: string): never {
   throw ApplicationFailure.nonRetryable(message, type);
@@ -78,7 +79,7 @@ async function committedManifests(store: string, cluster: string): Promise<Manif
 export async function beginCheckpoint(req: BeginCheckpointRequest): Promise<BeginCheckpointReply> {
   const dir = storeLayout.checkpointDir(req.store, req.cluster, req.checkpointId);
   try {
-    await mkdir(storeLayout.clusterDir(req.store, req.cluster), { recursive: true, mode: 0o700 });
+    await mkdirDurable(storeLayout.clusterDir(req.store, req.cluster));
   } catch (err) {
     // A recursive mkdir reports ENOENT for a read-only file system: ask the store itself why.
     const why = await access(req.store, constants.W_OK).then(
@@ -91,9 +92,12 @@ export async function beginCheckpoint(req: BeginCheckpointRequest): Promise<Begi
   if (existing && existing.runId !== req.runId) {
     fail(`checkpoint ${req.checkpointId} of cluster ${req.cluster} already exists`, 'CheckpointExists');
   }
+  const used = existing ? undefined : await earlierUse(req);
+  if (used) fail(`checkpoint id ${req.checkpointId} was used before: ${used}; give the checkpoint another id`, 'CheckpointIdUsed');
   // We hold the cluster lock: any other folder without a manifest is a leftover of a crash; clean it away.
   await removePartials(req.store, req.cluster, req.checkpointId);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await mkdirDurable(dir);
+  await recordRun(dir, req);
   // Prove the store is writable and durable here before pausing anything.
   const probe = join(dir, '.probe');
   const handle = await open(probe, 'w', 0o600);
@@ -122,7 +126,11 @@ async function removePartials(store: string, cluster: string, keep?: string): Pr
   return removed;
 }
 
-export async function commitCheckpoint(req: { manifest: Manifest }): Promise<{ path: string }> {
+/**
+ * Commits a checkpoint: writes its manifest. `notAfter` (epoch ms) is the end of the pause window: after
+ * it the hosts' pause leases may run out (their watchdogs resume the VMs), so a commit is refused then.
+ */
+export async function commitCheckpoint(req: { manifest: Manifest; notAfter?: number }): Promise<{ path: string }> {
   const parsed = manifestSchema.safeParse(req.manifest);
   if (!parsed.success) fail(describeZodError(parsed.error, 'manifest'), 'InvalidManifest');
   const manifest = parsed.data;
@@ -132,6 +140,9 @@ export async function commitCheckpoint(req: { manifest: Manifest }): Promise<{ p
   if (existing) {
     if (existing.runId === manifest.runId) return { path }; // a retry after the commit happened
     fail(`checkpoint ${manifest.checkpointId} already exists`, 'CheckpointExists');
+  }
+  if (req.notAfter !== undefined && Date.now() > req.notAfter) {
+    fail(`the pause window of checkpoint ${manifest.checkpointId} ended before its commit`, 'PauseBoundExceeded');
   }
   for (const vm of manifest.vms) {
     const file = storeLayout.stateFile(store, manifest.cluster, manifest.checkpointId, vm.name);
@@ -143,6 +154,7 @@ export async function commitCheckpoint(req: { manifest: Manifest }): Promise<{ p
     }
   }
   await writeFileAtomic(path, JSON.stringify(manifest, null, 2) + '\n', 0o600);
+  await testHook('commit:after-write');
   log.info({ cluster: manifest.cluster, checkpoint: manifest.checkpointId, bytes: manifest.totalBytes }, 'checkpoint committed');
   return { path };
 }
@@ -166,6 +178,17 @@ export async function abortCheckpoint(req: AbortCheckpointRequest): Promise<{ pr
     log.warn({ checkpoint: req.checkpointId }, 'not touching a checkpoint another run committed');
     return { problems };
   }
+  // Manifest first, durably: from then on the checkpoint does not exist, whatever interrupts the rest —
+  // never a manifest left naming files already removed. (If it cannot go, nothing else does.)
+  if (existsSync(dir)) {
+    try {
+      await rm(storeLayout.manifest(req.store, req.cluster, req.checkpointId), { force: true });
+      fsyncDir(dir);
+    } catch (err) {
+      problems.push(`could not remove the manifest of ${dir}: ${(err as Error).message}`);
+      return { problems };
+    }
+  }
   // A save abandoned a moment ago may still be cleaning up its partial file in there: retry briefly.
   for (let attempt = 1; ; attempt++) {
     try {
@@ -181,7 +204,7 @@ export async function abortCheckpoint(req: AbortCheckpointRequest): Promise<{ pr
     }
   }
   try {
-    await mkdir(storeLayout.failedDir(req.store, req.cluster), { recursive: true, mode: 0o700 });
+    await mkdirDurable(storeLayout.failedDir(req.store, req.cluster));
     const record = failureRecordSchema.parse({
       cluster: req.cluster,
       checkpointId: req.checkpointId,
@@ -321,45 +344,11 @@ export async function deleteCheckpoint(req: DeleteCheckpointRequest): Promise<De
   await rm(storeLayout.manifest(req.store, req.cluster, req.checkpointId), { force: true });
   fsyncDir(dir);
   await rm(dir, { recursive: true, force: true });
-  const garbage = await collectGarbage({ store: req.store, cluster: req.cluster });
+  // The checkpoint is gone already: whatever goes wrong collecting garbage must not make the delete fail.
+  const garbage = await collectGarbage({ store: req.store, cluster: req.cluster }).catch((err: unknown) => ({
+    removedLayers: [],
+    removedPartials: [],
+    skipped: `garbage collection failed: ${err instanceof Error ? err.message : String(err)}`,
+  }));
   return { checkpointId: req.checkpointId, removedFiles, ...garbage };
-}
-
-/**
- * Deletes disk layers under <store>/<cluster>/_disks that no committed manifest and no running VM's chain
- * (chain.json) refers to. Base images outside the store are never candidates.
- */
-export async function collectGarbage(req: { store: string; cluster: string }): Promise<GarbageReport> {
-  const referenced = new Set<string>();
-  for (const m of await committedManifests(req.store, req.cluster)) {
-    for (const vm of m.vms) for (const d of vm.disks) for (const layer of [d.frozen, ...d.backing]) referenced.add(layer);
-  }
-  const disksDir = storeLayout.disksDir(req.store, req.cluster);
-  const layers: string[] = [];
-  for (const vm of await readdir(disksDir).catch(() => [] as string[])) {
-    for (const disk of await readdir(join(disksDir, vm)).catch(() => [] as string[])) {
-      const dir = join(disksDir, vm, disk);
-      const chainPath = join(dir, 'chain.json');
-      if (existsSync(chainPath)) {
-        const parsed = diskChainSchema.safeParse(await readJson(chainPath).catch(() => null));
-        if (!parsed.success) {
-          // Unknown live chain: keep everything of this disk rather than guess.
-          for (const f of await readdir(dir)) referenced.add(join(dir, f));
-          continue;
-        }
-        const chain: DiskChainRecord = parsed.data;
-        for (const layer of [chain.active, ...chain.backing]) referenced.add(layer);
-      }
-      for (const f of await readdir(dir)) if (f.endsWith('.qcow2')) layers.push(join(dir, f));
-    }
-  }
-  const removedLayers: string[] = [];
-  for (const layer of layers) {
-    if (!referenced.has(layer)) {
-      await rm(layer, { force: true });
-      removedLayers.push(layer);
-    }
-  }
-  if (removedLayers.length) log.info({ cluster: req.cluster, removed: removedLayers.length }, 'removed unreferenced disk layers');
-  return { removedLayers, removedPartials: [] };
 }

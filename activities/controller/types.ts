@@ -85,6 +85,8 @@ export interface DeleteReport {
 export interface GarbageReport {
   removedLayers: string[];
   removedPartials: string[];
+  /** Set when garbage collection stopped without deleting anything, and why (it could not read something). */
+  skipped?: string;
 }
 
 export type { Manifest };

@@ -3,11 +3,11 @@
 // the VM is paused) and a restore starts a fresh overlay over the frozen layer, so a checkpoint's disk
 // is never modified and the same checkpoint can be restored any number of times.
 import { execFile } from 'node:child_process';
-import { chmod, mkdir } from 'node:fs/promises';
+import { chmod } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
-import { writeFileAtomic } from '../../common/fsutil';
+import { mkdirDurable, writeFileAtomic } from '../../common/fsutil';
 import { storeLayout, type DiskChainRecord } from '../../common/store-layout';
 
 const run = promisify(execFile);
@@ -34,7 +34,7 @@ export async function createOverlay(path: string, backing: string, backingFormat
     throw new Error(`${path} exists but is not an overlay of ${backing} (backing: ${current ?? 'none'})`);
   }
   if (!existsSync(backing)) throw new Error(`disk image ${backing} does not exist`);
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await mkdirDurable(dirname(path));
   try {
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, path]);
   } catch (err) {
@@ -47,7 +47,7 @@ export async function createOverlay(path: string, backing: string, backingFormat
 /** Records the chain the VM's disk now runs on (the garbage collector never removes those layers). */
 export async function writeChainRecord(store: string, record: DiskChainRecord & { cluster: string }): Promise<void> {
   const path = storeLayout.diskChain(store, record.cluster, record.vm, record.disk);
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await mkdirDurable(dirname(path));
   const { cluster: _cluster, ...chain } = record;
   await writeFileAtomic(path, JSON.stringify(chain, null, 2) + '\n');
 }

@@ -1,34 +1,38 @@
-// Activities a host worker runs, bound to its runtime. Workflows call them on the host's task queue.
+// Activities a host worker runs, bound to its runtime. Workflows call them on the host's task queue. The
+// worker trusts no caller: every request is validated with its schema (requests.ts) before anything is
+// done, and refused as InvalidRequest, naming the field, otherwise.
 import { inspectVms, stopVms, ensureVmsGone } from './lifecycle';
 import { prepareCheckpoint, pauseVms, freezeDisks, saveVmStates, resumeVms } from './checkpoint-steps';
 import { launchVms, verifyStateFiles, loadVmStates } from './restore-steps';
 import { ProgressReporter, type SignalProgress } from './progress';
 import type { HostRuntime } from './runtime';
 import { allHeartbeating } from '../heartbeat';
-import type {
-  EnsureGoneRequest,
-  FreezeRequest,
-  LaunchRequest,
-  LoadRequest,
-  PauseRequest,
-  PrepareRequest,
-  ResumeRequest,
-  SaveRequest,
-  StopRequest,
-  VerifyStateRequest,
-  VmRef,
-} from './types';
+import { withStepHooks } from '../test-hooks';
+import { validated } from './validated';
+import {
+  ensureGoneRequestSchema,
+  freezeRequestSchema,
+  launchRequestSchema,
+  loadRequestSchema,
+  pauseRequestSchema,
+  prepareRequestSchema,
+  resumeRequestSchema,
+  saveRequestSchema,
+  stopRequestSchema,
+  verifyStateRequestSchema,
+  vmRefSchema,
+} from './requests';
 
 export function createHostActivities(runtime: HostRuntime, signalProgress: SignalProgress) {
-  return allHeartbeating({
-    launchVms: (req: LaunchRequest) => launchVms(runtime, req),
-    inspectVms: (req: VmRef) => inspectVms(runtime, req),
-    stopVms: (req: StopRequest) => stopVms(runtime, req),
-    ensureVmsGone: (req: EnsureGoneRequest) => ensureVmsGone(runtime, req),
-    prepareCheckpoint: (req: PrepareRequest) => prepareCheckpoint(runtime, req),
-    pauseVms: (req: PauseRequest) => pauseVms(runtime, req),
-    freezeDisks: (req: FreezeRequest) => freezeDisks(runtime, req),
-    saveVmStates: async (req: SaveRequest) => {
+  return allHeartbeating(withStepHooks({
+    launchVms: validated('launchVms', launchRequestSchema, (req) => launchVms(runtime, req)),
+    inspectVms: validated('inspectVms', vmRefSchema, (req) => inspectVms(runtime, req)),
+    stopVms: validated('stopVms', stopRequestSchema, (req) => stopVms(runtime, req)),
+    ensureVmsGone: validated('ensureVmsGone', ensureGoneRequestSchema, (req) => ensureVmsGone(runtime, req)),
+    prepareCheckpoint: validated('prepareCheckpoint', prepareRequestSchema, (req) => prepareCheckpoint(runtime, req)),
+    pauseVms: validated('pauseVms', pauseRequestSchema, (req) => pauseVms(runtime, req)),
+    freezeDisks: validated('freezeDisks', freezeRequestSchema, (req) => freezeDisks(runtime, req)),
+    saveVmStates: validated('saveVmStates', saveRequestSchema, async (req) => {
       const progress = new ProgressReporter(req.progressWorkflowId, signalProgress);
       try {
         return await saveVmStates(runtime, req, progress.report);
@@ -36,18 +40,18 @@ export function createHostActivities(runtime: HostRuntime, signalProgress: Signa
         // Not awaited: the last progress signal must not delay the save barrier (it is inside the pause).
         void progress.flush();
       }
-    },
-    resumeVms: (req: ResumeRequest) => resumeVms(runtime, req),
-    verifyStateFiles: (req: VerifyStateRequest) => verifyStateFiles(runtime, req),
-    loadVmStates: async (req: LoadRequest) => {
+    }),
+    resumeVms: validated('resumeVms', resumeRequestSchema, (req) => resumeVms(runtime, req)),
+    verifyStateFiles: validated('verifyStateFiles', verifyStateRequestSchema, (req) => verifyStateFiles(runtime, req)),
+    loadVmStates: validated('loadVmStates', loadRequestSchema, async (req) => {
       const progress = new ProgressReporter(req.progressWorkflowId, signalProgress);
       try {
         return await loadVmStates(runtime, req, progress.report);
       } finally {
         await progress.flush();
       }
-    },
-  });
+    }),
+  }));
 }
 
 export type HostActivities = ReturnType<typeof createHostActivities>;

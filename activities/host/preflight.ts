@@ -8,6 +8,8 @@ import { checkAccelerators, checkQemuBinary, checkUffdWriteProtect } from '../pr
 import { checkStore } from '../preflight/store';
 import { checkImages, checkNetwork, checkStateDir } from '../preflight/vm-needs';
 import type { HostRuntime } from './runtime';
+import { hostPreflightRequestSchema, readMarkersRequestSchema, removeMarkerRequestSchema } from './requests';
+import { validated } from './validated';
 
 export interface HostPreflightRequest {
   /** Names the doctor's marker folder in the store (unique per doctor run). */
@@ -21,9 +23,13 @@ export interface HostPreflightRequest {
 }
 
 export function createHostPreflightActivities(runtime: HostRuntime) {
+  const shared = sharedPreflightActivities();
+  // A host trusts no caller: these requests are validated like every other (requests.ts).
   return allHeartbeating({
-    ...sharedPreflightActivities(),
-    hostPreflight: async (req: HostPreflightRequest): Promise<PreflightReply> => {
+    clockSample: shared.clockSample,
+    readStoreMarkers: validated('readStoreMarkers', readMarkersRequestSchema, shared.readStoreMarkers),
+    removeStoreMarker: validated('removeStoreMarker', removeMarkerRequestSchema, shared.removeStoreMarker),
+    hostPreflight: validated('hostPreflight', hostPreflightRequestSchema, async (req: HostPreflightRequest): Promise<PreflightReply> => {
       const stateDir = runtime.registry.stateDir;
       const { check: qemu, works } = await checkQemuBinary(runtime.qemu.path);
       const checks = [qemu];
@@ -39,7 +45,7 @@ export function createHostPreflightActivities(runtime: HostRuntime) {
       const store = await checkStore(req.store, req.storeNeedBytes, { token: req.token, name: marker });
       checks.push(store.check);
       return { checks, ...(store.markerWritten ? { marker } : {}) };
-    },
+    }),
   });
 }
 

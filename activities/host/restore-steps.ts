@@ -1,11 +1,15 @@
 // The host's part of a restart: check the state files, launch each VM waiting for its state, stream the
 // state in. The cluster is resumed by resumeVms once every VM of every host has loaded (the load barrier).
 import { Context, ApplicationFailure } from '@temporalio/activity';
+import { hostNow } from './clock';
 import { join } from 'node:path';
 import { sha256File } from './hasher';
 import { launchVm } from './launch';
 import { sendState } from './transfer';
+import { storeLayout } from '../../common/store-layout';
+import { testHook } from '../test-hooks';
 import type { HostRuntime } from './runtime';
+import type { VmRecord } from './registry';
 import type { LaunchedVm, LaunchRequest, LoadRequest, VerifyStateRequest, VmTimestamp } from './types';
 
 export async function launchVms(runtime: HostRuntime, req: LaunchRequest): Promise<LaunchedVm[]> {
@@ -32,14 +36,14 @@ export async function launchVms(runtime: HostRuntime, req: LaunchRequest): Promi
 }
 
 /** Reads every state file this host will load and compares it with the manifest, before anything starts. */
-/** Reads every state file this host will load and compares it with the manifest, before anything starts. */
 export async function verifyStateFiles(_runtime: HostRuntime, req: VerifyStateRequest): Promise<Array<{ vm: string; ok: true }>> {
   const ctx = Context.current();
   return Promise.all(
     req.files.map(async (f) => {
-      const sha256 = await sha256File(f.file, (bytes) => ctx.heartbeat({ vm: f.vm, bytes }));
+      const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, f.vm);
+      const sha256 = await sha256File(file, (bytes) => ctx.heartbeat({ vm: f.vm, bytes }));
       if (sha256 !== f.sha256) {
-        throw ApplicationFailure.nonRetryable(`state file ${f.file} of VM ${f.vm} does not match its checksum`, 'ChecksumMismatch');
+        throw ApplicationFailure.nonRetryable(`state file ${file} of VM ${f.vm} does not match its checksum`, 'ChecksumMismatch');
       }
       return { vm: f.vm, ok: true as const };
     }),
@@ -52,7 +56,7 @@ export async function loadVmStates(
   reportProgress: (vm: string, done: number, total: number) => void,
 ): Promise<VmTimestamp[]> {
   const ctx = Context.current();
-  const receivedAt = Date.now();
+  const receivedAt = hostNow();
   const beat = setInterval(() => ctx.heartbeat(), 1000);
   try {
     return await Promise.all(
@@ -61,9 +65,11 @@ export async function loadVmStates(
           const record = runtime.requireVm(req.cluster, vm.name);
           const qmp = await runtime.qmp(record);
           const { status: before } = await qmp.command('query-status');
-          if (record.restoringFrom !== req.checkpointId && before !== 'inmigrate') {
-            // Loaded by an earlier attempt whose result was lost.
-            if (before === 'paused' || before === 'running') return { name: vm.name, at: Date.now(), before };
+          if (before === 'paused' || before === 'running') {
+            // Loaded by an earlier attempt whose result was lost — perhaps before it could record that (a
+            // failed incoming migration ends QEMU, so a live VM past inmigrate has its state).
+            if (record.restoringFrom !== undefined) runtime.registry.put(withoutRestoringFrom(record));
+            return { name: vm.name, at: hostNow(), before, receivedAt };
           }
           if (before !== 'inmigrate') {
             throw ApplicationFailure.nonRetryable(`VM ${vm.name} is ${before}, not waiting for its state`, 'NotIncoming');
@@ -77,24 +83,31 @@ export async function loadVmStates(
           );
           done.catch(() => undefined);
           await qmp.command('migrate-incoming', { uri: `unix:${socket}` });
-          const sent = await sendState(socket, vm.file, {
+          await testHook('load:before-send', vm.name);
+          const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, vm.name);
+          const sent = await sendState(socket, file, {
             signal: ctx.cancellationSignal,
             onProgress: (bytes) => reportProgress(vm.name, bytes, vm.size),
           });
           if (sent.sha256 !== vm.sha256 || sent.size !== vm.size) {
-            throw ApplicationFailure.nonRetryable(`state file ${vm.file} changed while it was loaded (checksum mismatch)`, 'ChecksumMismatch');
+            throw ApplicationFailure.nonRetryable(`state file ${file} changed while it was loaded (checksum mismatch)`, 'ChecksumMismatch');
           }
           const event = await done;
           const status = String((event.data as { status?: string }).status);
           if (status !== 'completed') throw new Error(`loading VM ${vm.name} failed: migration ${status}`);
-          const { restoringFrom: _done, ...loaded } = record;
-          runtime.registry.put(loaded);
+          await testHook('load:before-record', vm.name);
+          runtime.registry.put(withoutRestoringFrom(record));
           reportProgress(vm.name, vm.size, vm.size);
-          return { name: vm.name, at: Date.now(), before, receivedAt };
+          return { name: vm.name, at: hostNow(), before, receivedAt };
         }),
       ),
     );
   } finally {
     clearInterval(beat);
   }
+}
+
+function withoutRestoringFrom(record: VmRecord): VmRecord {
+  const { restoringFrom: _done, ...loaded } = record;
+  return loaded;
 }

@@ -1,11 +1,21 @@
 // Requests and replies of the host activities: one activity call per host per protocol step, carrying
-// all of that host's VMs, so the cost of a barrier does not grow with the number of VMs per host.
+// all of that host's VMs, so the cost of a barrier does not grow with the number of VMs per host. The
+// request types are those of the schemas every host validates its input with (requests.ts).
+import type { z } from 'zod';
 import type { ResolvedVm } from '../../common/spec';
+import type * as requests from './requests';
 
-export interface VmRef {
-  cluster: string;
-  vms: string[];
-}
+export type VmRef = z.infer<typeof requests.vmRefSchema>;
+export type LaunchRequest = z.infer<typeof requests.launchRequestSchema>;
+export type PrepareRequest = z.infer<typeof requests.prepareRequestSchema>;
+export type PauseRequest = z.infer<typeof requests.pauseRequestSchema>;
+export type FreezeRequest = z.infer<typeof requests.freezeRequestSchema>;
+export type SaveRequest = z.infer<typeof requests.saveRequestSchema>;
+export type LoadRequest = z.infer<typeof requests.loadRequestSchema>;
+export type ResumeRequest = z.infer<typeof requests.resumeRequestSchema>;
+export type StopRequest = z.infer<typeof requests.stopRequestSchema>;
+export type EnsureGoneRequest = z.infer<typeof requests.ensureGoneRequestSchema>;
+export type VerifyStateRequest = z.infer<typeof requests.verifyStateRequestSchema>;
 
 export interface DiskChain {
   id: string;
@@ -15,19 +25,6 @@ export interface DiskChain {
   backing: string[];
 }
 
-export interface LaunchRequest {
-  cluster: string;
-  store: string;
-  /** Safe label of the launching operation; names the new disk layers and makes the call idempotent. */
-  operationId: string;
-  vms: ResolvedVm[];
-  /** Restore: start each VM paused, waiting for its state, on a fresh overlay over its frozen disks. */
-  restore?: {
-    checkpointId: string;
-    /** Per VM, per disk: the frozen chain (top first) recorded in the manifest. */
-    frozenDisks: Record<string, Record<string, string[]>>;
-  };
-}
 
 export interface LaunchedVm {
   name: string;
@@ -56,12 +53,6 @@ export interface VmStatus {
   error?: string;
 }
 
-export interface PrepareRequest {
-  cluster: string;
-  store: string;
-  checkpointId: string;
-  vms: string[];
-}
 
 export interface PrepareReport {
   host: string;
@@ -82,15 +73,6 @@ export interface PrepareReport {
   }>;
 }
 
-export interface PauseRequest {
-  cluster: string;
-  checkpointId: string;
-  vms: string[];
-  /** Longest the VMs may stay paused: then the host's watchdog resumes them itself, whatever else happens. */
-  pauseBoundMs: number;
-  /** Epoch ms to issue `stop` at, so every host pauses together (now, if already past). */
-  notBefore?: number;
-}
 
 export interface VmTimestamp {
   name: string;
@@ -104,12 +86,6 @@ export interface VmTimestamp {
   consoleOffset?: number;
 }
 
-export interface FreezeRequest {
-  cluster: string;
-  store: string;
-  checkpointId: string;
-  vms: string[];
-}
 
 export interface FrozenDisk {
   id: string;
@@ -121,14 +97,6 @@ export interface FrozenDisk {
   newActive: string;
 }
 
-export interface SaveRequest {
-  cluster: string;
-  store: string;
-  checkpointId: string;
-  vms: string[];
-  /** Workflow to send progress signals to. */
-  progressWorkflowId: string;
-}
 
 export interface SavedState {
   name: string;
@@ -139,23 +107,7 @@ export interface SavedState {
   finishedAt: number;
 }
 
-export interface LoadRequest {
-  cluster: string;
-  checkpointId: string;
-  vms: Array<{ name: string; file: string; size: number; sha256: string }>;
-  progressWorkflowId: string;
-}
 
-export interface ResumeRequest {
-  cluster: string;
-  vms: string[];
-  /** The checkpoint whose pause this resume ends (releases the watchdog lease); absent for a restore. */
-  checkpointId?: string;
-  /** Optional epoch ms to issue `cont` at, so all hosts resume together. */
-  notBefore?: number;
-  /** The checkpoint is being abandoned: a save may still be running and must be cancelled first. */
-  abandon?: boolean;
-}
 
 export interface ResumeReport {
   resumed: VmTimestamp[];
@@ -163,23 +115,8 @@ export interface ResumeReport {
   failed: Array<{ name: string; reason: string }>;
 }
 
-export interface StopRequest {
-  cluster: string;
-  vms: string[];
-  /** quit: ask QEMU to exit; kill: SIGKILL. Either way the host forgets the VM. */
-  mode: 'quit' | 'kill';
-}
 
-export interface EnsureGoneRequest {
-  cluster: string;
-  vms: string[];
-  /** Stop VMs that still run instead of refusing. */
-  force: boolean;
-}
 
-export interface VerifyStateRequest {
-  files: Array<{ vm: string; file: string; size: number; sha256: string }>;
-}
 
 export interface FrozenVm {
   name: string;

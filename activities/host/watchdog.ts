@@ -4,8 +4,9 @@
 // is released or expired, a late pause or save for that checkpoint is refused.
 // If the worker itself dies, the detached pause guard (workers/pause-guard.ts) does the same a moment later.
 import { rmSync } from 'node:fs';
+import { hostNow } from './clock';
 import { ApplicationFailure } from '@temporalio/activity';
-import { leasePath, leaseTimes, readLease, writeLease, type PauseLease } from './lease';
+import { leasePath, leaseTimes, mayBePaused, readLease, writeLease, type PauseLease } from './lease';
 import type { HostRuntime } from './runtime';
 import type { VmRecord } from './registry';
 
@@ -27,9 +28,12 @@ export class PauseWatchdog {
   }
 
   /** Called before pausing: records the lease (refusing one for a checkpoint that already ended). */
-  hold(record: VmRecord, checkpointId: string, boundMs: number): PauseLease {
+  hold(record: VmRecord, checkpointId: string, runId: string, boundMs: number): PauseLease {
     const existing = this.read(record);
     if (existing?.checkpointId === checkpointId) {
+      if (existing.runId !== runId) {
+        throw ApplicationFailure.nonRetryable(`checkpoint id ${checkpointId} was used before by another run on VM ${record.name}`, 'CheckpointIdReused');
+      }
       if (existing.state !== 'held') {
         throw ApplicationFailure.nonRetryable(
           `checkpoint ${checkpointId} already ended on VM ${record.name} (${existing.state}); not pausing it again`,
@@ -39,31 +43,47 @@ export class PauseWatchdog {
       this.arm(record, existing);
       return existing;
     }
-    const now = Date.now();
-    const lease: PauseLease = { checkpointId, state: 'held', pausedAt: now, ...leaseTimes(now, boundMs) };
+    const now = hostNow();
+    const lease: PauseLease = { checkpointId, runId, state: 'held', pausedAt: now, ...leaseTimes(now, boundMs) };
     this.write(record, lease);
     this.arm(record, lease);
     return lease;
   }
 
-  /** Called when the VM is resumed by the protocol (or the checkpoint is abandoned). */
-  release(record: VmRecord, checkpointId: string): void {
+  /**
+   * Called when the checkpoint is abandoned, before its VMs are resumed: every later step of it is refused
+   * from now on, but the lease keeps its deadline and stays armed until `release` (after a successful cont),
+   * so a worker dying in between leaves the VM to the watchdog or the guard, never paused for good.
+   */
+  abandon(record: VmRecord, checkpointId: string): void {
     const existing = this.read(record);
-    this.disarm(record);
-    if (existing?.checkpointId === checkpointId && existing.state !== 'held') return;
-    this.write(record, { checkpointId, state: 'released', pausedAt: existing?.pausedAt ?? 0, deadline: existing?.deadline ?? 0, guardAfterMs: 0 });
+    if (existing?.checkpointId !== checkpointId) {
+      // Its pause has not arrived (yet): end the checkpoint here, so a late pause is refused — unless
+      // another checkpoint's lease still guards a paused VM (never take that protection away).
+      if (!mayBePaused(existing)) this.write(record, { checkpointId, state: 'released', pausedAt: 0, deadline: 0, guardAfterMs: 0 });
+      return;
+    }
+    if (existing.state === 'held') this.write(record, { ...existing, state: 'abandoning' });
   }
 
-  /** Refuses to go on with a checkpoint whose pause is no longer held (bound passed, or ended). */
-  check(record: VmRecord, checkpointId: string): void {
+  /** Called once the VM was resumed by the protocol (its cont succeeded). */
+  release(record: VmRecord, checkpointId: string): void {
+    const existing = this.read(record);
+    if (existing?.checkpointId === checkpointId && !mayBePaused(existing)) return;
+    this.write(record, { checkpointId, state: 'released', pausedAt: existing?.pausedAt ?? 0, deadline: existing?.deadline ?? 0, guardAfterMs: 0 });
+    this.disarm(record);
+  }
+
+  /** Refuses to go on with a checkpoint whose pause is no longer held (bound passed, or ended), or another run's. */
+  check(record: VmRecord, checkpointId: string, runId?: string): void {
     const lease = this.read(record);
-    if (!lease || lease.checkpointId !== checkpointId || lease.state !== 'held') {
+    if (!lease || lease.checkpointId !== checkpointId || lease.state !== 'held' || (runId !== undefined && lease.runId !== runId)) {
       throw ApplicationFailure.nonRetryable(
         `VM ${record.name} is not paused for checkpoint ${checkpointId}${lease?.checkpointId === checkpointId ? ` (lease ${lease.state})` : ''}`,
         'NotPaused',
       );
     }
-    if (Date.now() >= lease.deadline) {
+    if (hostNow() >= lease.deadline) {
       throw ApplicationFailure.nonRetryable(`the pause bound of VM ${record.name} has passed`, 'PauseBoundExceeded');
     }
   }
@@ -79,7 +99,7 @@ export class PauseWatchdog {
     for (const record of this.runtime.registry.list()) {
       if (record.host !== this.runtime.hostId) continue;
       const lease = this.read(record);
-      if (lease?.state === 'held') this.arm(record, lease);
+      if (lease && mayBePaused(lease)) this.arm(record, lease);
     }
   }
 
@@ -100,7 +120,7 @@ export class PauseWatchdog {
 
   private arm(record: VmRecord, lease: PauseLease): void {
     this.disarm(record);
-    const timer = setTimeout(() => void this.expire(record, lease.checkpointId), Math.max(0, lease.deadline - Date.now()));
+    const timer = setTimeout(() => void this.expire(record, lease.checkpointId), Math.max(0, lease.deadline - hostNow()));
     timer.unref();
     this.timers.set(this.key(record), timer);
   }
@@ -108,7 +128,7 @@ export class PauseWatchdog {
   private async expire(record: VmRecord, checkpointId: string): Promise<void> {
     this.timers.delete(this.key(record));
     const lease = this.read(record);
-    if (!lease || lease.checkpointId !== checkpointId || lease.state !== 'held') return;
+    if (!lease || lease.checkpointId !== checkpointId || !mayBePaused(lease)) return;
     this.write(record, { ...lease, state: 'expired' });
     const log = this.runtime.log.child({ vm: record.name, cluster: record.cluster, checkpoint: checkpointId });
     log.error('pause bound passed: resuming the VM and abandoning the checkpoint on it');

@@ -9,7 +9,7 @@ import { guestImageDir } from '../../harness/testbed';
 import { waitForConsole } from '../../harness/console';
 import { sleep } from '../../common/proc';
 import { DEFAULT_CONTROLLER_TASK_QUEUE } from '../../common/ids';
-import { CLUSTER, RUNS, assertClusterHealthy, assertStoreClean, random, report, startFaultBed } from './fault-bed';
+import { CLUSTER, RUNS, assertClusterHealthy, assertStoreClean, random, report, restoreAndVerify, startFaultBed } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
 let bed: TestBed;
@@ -48,6 +48,7 @@ test('two checkpoints of one cluster at once: one commits, the other is refused 
     assert.equal(committed.length, 1, `exactly one commits: ${outcomes.join(' | ')}`);
     assert.equal(refused.length, 1, `the other is refused as busy: ${outcomes.join(' | ')}`);
     await Promise.all([assertClusterHealthy(bed), assertStoreClean(bed, ids.filter((_, i) => outcomes[i] === 'completed'))]);
+    await restoreAndVerify(bed, ids[outcomes.indexOf('completed')] ?? '');
     t.diagnostic(`run ${run}: ${outcomes.join(' | ').slice(0, 220)}`);
     report({ suite: 'concurrency', case: 'two checkpoints of one cluster', run, outcome: 'one committed, one refused', maxPausedMs: 0, ms: Date.now() - started, detail: outcomes.join(' | '), ok: true });
   }
@@ -81,6 +82,7 @@ test('two clusters checkpointed at once: both commit and verify', { timeout: RUN
     ]);
     assert.ok('downtimeMs' in f && 'downtimeMs' in o);
     await Promise.all([assertClusterHealthy(bed), assertStoreClean(bed, [`pair-${run}`]), assertStoreClean(bed, [`pair-${run}`], bed.store, 'other')]);
+    await restoreAndVerify(bed, `pair-${run}`);
     t.diagnostic(`run ${run}: both committed (downtime ${f.downtimeMs} ms and ${o.downtimeMs} ms)`);
     report({ suite: 'concurrency', case: 'two clusters at once', run, outcome: 'both committed', maxPausedMs: 0, ms: Date.now() - started, detail: '', ok: true });
   }

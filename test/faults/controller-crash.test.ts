@@ -20,6 +20,7 @@ import {
   assertStoreClean,
   random,
   report,
+  restoreAndVerify,
   startCheckpoint,
   startFaultBed,
 } from './fault-bed';
@@ -85,6 +86,8 @@ describe('controller worker killed during a checkpoint', () => {
         const maxPausedMs = await monitor.stop();
         await Promise.all([assertClusterHealthy(bed), assertStoreClean(bed, outcome === 'committed' ? [id] : [])]);
         assert.ok(maxPausedMs < PAUSE_BOUND_S * 1000, `paused ${maxPausedMs} ms`);
+        // Committed under a fault: it must restore, and the cluster continue exactly from it.
+        if (outcome === 'committed') await restoreAndVerify(bed, id);
         const detail = `killed ${inside ? 'inside' : 'at the start of'} ${phase} (workflow was in ${seen})`;
         t.diagnostic(`run ${run}: ${detail} → ${outcome}; longest pause ${maxPausedMs} ms`);
         t.diagnostic(`run ${run}: timeline (ms from start): killed ${timings.killedAt - started}, controller back ${timings.readyAt - started}, workflow ended ${doneAt - started}, checks done ${Date.now() - started}`);

@@ -6,10 +6,12 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { TestBed, REPO_ROOT, guestImageDir } from '../../harness/testbed';
-import { readConsole, ringErrors, ringTokens, waitForConsole } from '../../harness/console';
+import { consoleSize, readConsole, ringErrors, ringTokens, waitForConsole } from '../../harness/console';
 import { QmpClient } from '../../activities/qmp';
-import { sleep } from '../../common/proc';
+import { isAlive, sleep } from '../../common/proc';
 import type { ClusterSpecInput } from '../../common/spec';
+import { assertRingContinued } from '../helpers/ring-check';
+import { assertJournalContinued, assertMemfillContinued } from '../helpers/continuation';
 
 export const RUNS = Math.max(1, Number(process.env.VCCR_FAULT_RUNS ?? 5));
 export const CLUSTER = 'f';
@@ -20,7 +22,13 @@ export const RING = [
   { name: 'vm2', host: 'a' },
 ];
 export const HEAVY = { name: 'heavy', host: 'b' };
-export const HOME: Record<string, string> = { ...Object.fromEntries(RING.map((v) => [v.name, v.host])), [HEAVY.name]: HEAVY.host };
+/** Appends checksummed records to its disk: a restored disk that runs behind or ahead of memory shows. */
+export const JOURNAL = { name: 'journal', host: 'a' };
+export const HOME: Record<string, string> = {
+  ...Object.fromEntries(RING.map((v) => [v.name, v.host])),
+  [HEAVY.name]: HEAVY.host,
+  [JOURNAL.name]: JOURNAL.host,
+};
 export const ALL_VMS = Object.keys(HOME).sort();
 
 export const random = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
@@ -30,6 +38,9 @@ export function faultSpec(bed: TestBed, cluster = CLUSTER, store = bed.store): C
   const ip = (i: number) => `10.77.0.${11 + i}`;
   const base = join(bed.dir, 'scratch-base.raw');
   if (!existsSync(base)) execFileSync('qemu-img', ['create', '-q', '-f', 'raw', base, '16M']);
+  // Sparse; room for an hour of records at 10 a second.
+  const journalBase = join(bed.dir, 'journal-base.raw');
+  if (!existsSync(journalBase)) execFileSync('qemu-img', ['create', '-q', '-f', 'raw', journalBase, '256M']);
   return {
     cluster,
     store,
@@ -59,15 +70,27 @@ export function faultSpec(bed: TestBed, cluster = CLUSTER, store = bed.store): C
         },
         disks: [{ id: 'scratch', image: base, format: 'raw' }],
       },
+      {
+        name: JOURNAL.name,
+        host: JOURNAL.host,
+        memoryMiB: 96,
+        boot: {
+          kernel: join(image, 'vmlinuz'),
+          initrd: join(image, 'initrd.img'),
+          append: 'console=ttyS0 quiet panic=-1 init_on_free=1 vccr.run=journal vccr.args=write,--dev,/dev/vda,--delay-ms,100',
+        },
+        disks: [{ id: 'data', image: journalBase, format: 'raw' }],
+      },
     ],
   };
 }
 
-export async function startFaultBed(): Promise<TestBed> {
-  const bed = await TestBed.start({ hosts: ['a', 'b'], taps: 3 });
+export async function startFaultBed(options: { testHooks?: boolean } = {}): Promise<TestBed> {
+  const bed = await TestBed.start({ hosts: ['a', 'b'], taps: 3, ...options });
   await bed.vccr.up(faultSpec(bed));
   for (const vm of RING) await waitForConsole(bed.consoleLog(vm.host, CLUSTER, vm.name), /(?:^RING TOKEN .*\n){5}/m, { timeoutMs: 180_000 });
   await waitForConsole(bed.consoleLog(HEAVY.host, CLUSTER, HEAVY.name), /^MEMFILL READY/m, { timeoutMs: 180_000 });
+  await waitForConsole(bed.consoleLog(JOURNAL.host, CLUSTER, JOURNAL.name), /^JOURNAL WROTE seq=5$/m, { timeoutMs: 180_000 });
   return bed;
 }
 
@@ -80,11 +103,14 @@ export async function startCheckpoint(bed: TestBed, checkpointId: string): Promi
 
 /**
  * Watches every VM's run state through its guard monitor (connect, query-status, close — the monitor
- * serves one client at a time and the pause guard may need it) and keeps the longest pause.
+ * serves one client at a time and the pause guard may need it: a probe holds it for a few ms, and waits
+ * its turn while the guard uses it) and keeps the longest pause. A VM whose QEMU is alive but whose
+ * monitor does not answer is "unknown": that is no evidence it runs, so stop() fails the run.
  */
 export class PauseMonitor {
   private pausedSince = new Map<string, number>();
   maxPausedMs = 0;
+  readonly unknown: string[] = [];
   private running = true;
   private readonly loop: Promise<void>;
 
@@ -103,31 +129,46 @@ export class PauseMonitor {
     }
   }
 
-  private async probe(vm: string, host: string): Promise<void> {
-    let status: string | undefined;
+  private alive(host: string, vm: string): { guardSocket: string } | undefined {
     try {
-      const qmp = await QmpClient.connect(this.bed.vmRecord(host, this.cluster, vm).guardSocket, { connectTimeoutMs: 1000, commandTimeoutMs: 1000 });
-      try {
-        status = (await qmp.command('query-status')).status;
-      } finally {
-        await qmp.close();
-      }
+      const record = this.bed.vmRecord(host, this.cluster, vm);
+      return isAlive(record) ? record : undefined;
     } catch {
-      status = undefined; // dead, restarting, or the monitor is busy: not evidence of a pause
+      return undefined; // no record: not launched, or forgotten after it was stopped
+    }
+  }
+
+  private async probe(vm: string, host: string): Promise<void> {
+    const record = this.alive(host, vm);
+    let status: string | undefined;
+    if (record) {
+      try {
+        const qmp = await QmpClient.connect(record.guardSocket, { connectTimeoutMs: 5000, commandTimeoutMs: 5000 });
+        try {
+          status = (await qmp.command('query-status')).status;
+        } finally {
+          await qmp.close();
+        }
+      } catch (err) {
+        // Killed while we asked (or relaunched): not running, not paused. Alive and silent: unknown.
+        if (this.alive(host, vm)) this.unknown.push(`${vm}@${host} at ${new Date().toISOString()}: ${err instanceof Error ? err.message : String(err)}`);
+      }
     }
     const now = Date.now();
     if (status === 'paused' || status === 'postmigrate' || status === 'finish-migrate') {
       const since = this.pausedSince.get(vm) ?? now;
       this.pausedSince.set(vm, since);
       this.maxPausedMs = Math.max(this.maxPausedMs, now - since);
-    } else if (status !== undefined) {
+    } else {
       this.pausedSince.delete(vm);
     }
   }
 
+  /** Ends the watch; fails if any VM's state could not be read while its QEMU was alive. */
   async stop(): Promise<number> {
     this.running = false;
     await this.loop;
+    assert.deepEqual(this.unknown, [], 'every live VM answered the pause monitor');
     return this.maxPausedMs;
   }
 }
@@ -147,7 +188,7 @@ export async function assertClusterHealthy(bed: TestBed, placement: Record<strin
   // consoles are watched together: each only has to show fresh progress.
   const ring = RING.map(async (vm) => {
     const path = bed.consoleLog(placement[vm.name] ?? vm.host, cluster, vm.name);
-    const from = readConsole(path).length;
+    const from = consoleSize(path); // a byte offset (readConsole drops the \r of every line)
     await waitForConsole(path, /(?:^RING TOKEN .*\n){3}/m, { from, timeoutMs: 60_000 });
     const text = readConsole(path);
     const since = text.lastIndexOf('=== vccr:');
@@ -156,10 +197,15 @@ export async function assertClusterHealthy(bed: TestBed, placement: Record<strin
   });
   const heavy = (async () => {
     const path = bed.consoleLog(placement[HEAVY.name] ?? HEAVY.host, cluster, HEAVY.name);
-    await waitForConsole(path, /^MEMFILL ALIVE/m, { from: readConsole(path).length, timeoutMs: 60_000 });
+    await waitForConsole(path, /^MEMFILL ALIVE/m, { from: consoleSize(path), timeoutMs: 60_000 });
     assert.doesNotMatch(readConsole(path).slice(readConsole(path).lastIndexOf('=== vccr:')), /^MEMFILL ERROR/m);
   })();
-  await Promise.all([...ring, heavy]);
+  const journal = (async () => {
+    const path = bed.consoleLog(placement[JOURNAL.name] ?? JOURNAL.host, cluster, JOURNAL.name);
+    await waitForConsole(path, /(?:^JOURNAL WROTE .*\n){3}/m, { from: consoleSize(path), timeoutMs: 60_000 });
+    assert.doesNotMatch(readConsole(path).slice(readConsole(path).lastIndexOf('=== vccr:')), /^JOURNAL ERROR/m);
+  })();
+  await Promise.all([...ring, heavy, journal]);
 }
 
 /**
@@ -189,6 +235,8 @@ export interface FaultRecord {
   ms: number;
   detail: string;
   ok: boolean;
+  /** Runs the case makes, if not VCCR_FAULT_RUNS (a race case forces its interleaving once). */
+  asked?: number;
 }
 
 /** Appends one run's outcome to the fault report (RELIABILITY.md's figures are made from it). */
@@ -196,4 +244,27 @@ export function report(r: FaultRecord): void {
   const path = process.env.VCCR_FAULT_REPORT ?? join(REPO_ROOT, '.cache', 'fault-report.jsonl');
   mkdirSync(join(path, '..'), { recursive: true });
   appendFileSync(path, `${JSON.stringify({ at: new Date().toISOString(), ...r })}\n`);
+}
+
+/**
+ * Restores the fault cluster from a checkpoint (killing what runs) and proves the cut: every ring node
+ * continues from its token, the journal from its record, memfill from its counter, with nothing lost.
+ */
+export async function restoreAndVerify(bed: TestBed, checkpointId: string): Promise<void> {
+  await bed.vccr.restart(CLUSTER, { checkpointId, force: true });
+  const { manifest } = await bed.vccr.checkpoints.show(CLUSTER, checkpointId);
+  await Promise.all([
+    assertRingContinued(bed, CLUSTER, manifest, HOME, 5, RING.map((v) => v.name)),
+    assertJournalContinued(bed, CLUSTER, manifest, JOURNAL.name, JOURNAL.host),
+    assertMemfillContinued(bed, CLUSTER, manifest, HEAVY.name, HEAVY.host),
+  ]);
+}
+
+/** Waits until the worker `target` ('controller' or a host id) reached a test hook point (activities/test-hooks.ts). */
+export async function waitForHook(bed: TestBed, target: string, point: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!bed.hooksReached(target).some((r) => r.point === point)) {
+    if (Date.now() > deadline) throw new Error(`${target} never reached hook ${point}`);
+    await sleep(20);
+  }
 }

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestBed } from '../../harness/testbed';
 import { sleep } from '../../common/proc';
-import { CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, RUNS, assertClusterHealthy, assertStoreClean, random, report, startCheckpoint, startFaultBed } from './fault-bed';
+import { CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, RUNS, assertClusterHealthy, assertStoreClean, random, report, restoreAndVerify, startCheckpoint, startFaultBed } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
 const PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
@@ -36,6 +36,7 @@ test('host worker killed mid-save and started again: retried or failed cleanly, 
     await Promise.all([assertClusterHealthy(bed), assertStoreClean(bed, outcome === 'completed' ? [id] : [])]);
     if (outcome !== 'completed') assert.ok(existsSync(join(bed.store, CLUSTER, '_failed', `${id}.json`)), 'the failure is recorded');
     assert.ok(maxPausedMs < PAUSE_BOUND_S * 1000, `paused ${maxPausedMs} ms`);
+    if (outcome === 'completed') await restoreAndVerify(bed, id);
     t.diagnostic(`run ${run}: ${outcome}; longest pause ${maxPausedMs} ms`);
     report({ suite: 'host-crash', case: 'killed mid-save, restarted', run, outcome: outcome.split(':')[0] ?? '', maxPausedMs, ms: Date.now() - started, detail: outcome, ok: true });
   }

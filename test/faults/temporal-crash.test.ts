@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestBed } from '../../harness/testbed';
 import { sleep } from '../../common/proc';
-import { HOME, PAUSE_BOUND_S, PauseMonitor, RUNS, assertClusterHealthy, assertStoreClean, random, report, startCheckpoint, startFaultBed } from './fault-bed';
+import { HOME, PAUSE_BOUND_S, PauseMonitor, RUNS, assertClusterHealthy, assertStoreClean, random, report, restoreAndVerify, startCheckpoint, startFaultBed } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
 const PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
@@ -34,6 +34,7 @@ test('the Temporal server killed mid-checkpoint and restarted: the checkpoint co
     assert.equal(outcome, 'completed', 'the checkpoint completes after the server is back');
     await Promise.all([assertClusterHealthy(bed), assertStoreClean(bed, [id])]);
     assert.ok(maxPausedMs < PAUSE_BOUND_S * 1000, `paused ${maxPausedMs} ms`);
+    await restoreAndVerify(bed, id);
     t.diagnostic(`run ${run}: server killed in ${seen}, down ${downMs} ms → ${outcome}; longest pause ${maxPausedMs} ms`);
     report({ suite: 'temporal-crash', case: 'server killed mid-checkpoint', run, outcome, maxPausedMs, ms: Date.now() - started, detail: `killed in ${seen}, down ${downMs} ms`, ok: true });
   }

@@ -12,9 +12,9 @@ export async function actOnForeignVm(input: { cluster: string; vm: string; other
     retry: { maximumAttempts: 1 },
   });
   const attempts: Array<[string, () => Promise<unknown>]> = [
-    ['pauseVms', () => host.pauseVms({ cluster: input.cluster, checkpointId: 'x', vms: [input.vm], pauseBoundMs: 5000 })],
+    ['pauseVms', () => host.pauseVms({ cluster: input.cluster, checkpointId: 'x', runId: 'foreign', vms: [input.vm], pauseBoundMs: 5000 })],
     ['resumeVms', () => host.resumeVms({ cluster: input.cluster, vms: [input.vm] })],
-    ['freezeDisks', () => host.freezeDisks({ cluster: input.cluster, store: '/tmp', checkpointId: 'x', vms: [input.vm] })],
+    ['freezeDisks', () => host.freezeDisks({ cluster: input.cluster, store: '/tmp', checkpointId: 'x', runId: 'foreign', vms: [input.vm] })],
     ['launchVms', () => host.launchVms({ cluster: input.cluster, store: '/tmp', operationId: 'hijack', vms: [input.config] })],
   ];
   const refusals: string[] = [];
