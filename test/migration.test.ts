@@ -245,6 +245,8 @@ test('live: a paused guest with a frozen disk is snapshotted in the background; 
   assert.ok(snap.times.setupAtMs <= snap.times.activeAtMs && snap.times.activeAtMs <= snap.times.resumedAtMs);
   assert.equal((await vm.qmp.command('query-status')).status, 'running', 'QEMU 7.2 resumed the VM we had paused');
   const atResume = lastAlive(vm);
+  const progress = await snap.ramProgress();
+  assert.ok(progress && progress.total >= 512 * 1024 * 1024 && progress.remaining <= progress.total, `QEMU's view: ${JSON.stringify(progress)}`);
 
   const result = await snap.done;
   assert.equal(result.end.status, 'completed');

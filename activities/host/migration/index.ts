@@ -33,6 +33,7 @@ export {
   type BackgroundSnapshot,
   type BackgroundSnapshotOptions,
   type PreparedSnapshot,
+  type RamProgress,
   type SnapshotResult,
   type SnapshotTimes,
 } from './snapshot';

@@ -9,7 +9,7 @@
 import { rm } from 'node:fs/promises';
 import { eventTimeMs, type QmpClient, type QmpEvent } from '../../qmp';
 import { StateReceiver, type TransferResult } from '../transfer';
-import { configureMigration, isActiveStatus, MigrationWatch, qmpFailure, UNLIMITED_BANDWIDTH, type MigrationEnd } from './control';
+import { configureMigration, isActiveStatus, migrationInfo, MigrationWatch, qmpFailure, UNLIMITED_BANDWIDTH, type MigrationEnd } from './control';
 import { MigrationError, messageOf } from './errors';
 import { DrainingRelay } from './relay';
 import { waitUntil } from './runstate';
@@ -51,11 +51,19 @@ export interface BackgroundSnapshot {
   readonly done: Promise<SnapshotResult>;
   /** Bytes QEMU has sent so far. */
   bytes(): number;
+  /** QEMU's view of the write: guest RAM bytes in total, still to visit, sent (query-migrate `ram`). */
+  ramProgress(): Promise<RamProgress | undefined>;
   /**
    * Abandons the snapshot unless `done` has already resolved: the guest keeps running, the file is
    * removed, `done` rejects with kind 'cancelled'. Resolves once QEMU is done with it.
    */
   cancel(): Promise<void>;
+}
+
+export interface RamProgress {
+  total: number;
+  remaining: number;
+  transferred: number;
 }
 
 export interface PreparedSnapshot {
@@ -211,6 +219,10 @@ function handle(parts: Parts, times: SnapshotTimes): BackgroundSnapshot {
     times,
     done,
     bytes: () => parts.relay.bytes,
+    ramProgress: async () => {
+      const { ram } = await migrationInfo(parts.qmp, parts.vm);
+      return ram && { total: ram.total, remaining: ram.remaining, transferred: ram.transferred };
+    },
     cancel: async () => {
       cancelled = true;
       parts.relay.drop(new Error('snapshot cancelled'));
