@@ -143,19 +143,22 @@ async function downtimeSection(sizes: number[], reps: number): Promise<Sample[]>
   for (const ramMiB of sizes) {
     for (const prealloc of [false, true]) {
       say(`downtime: ${ramMiB} MiB${prealloc ? ' -mem-prealloc' : ''}: booting (memfill ${fillFor(ramMiB)} MiB)`);
-      const lab = await LabVm.boot('lab', ramMiB, prealloc, `vccr.run=memfill vccr.args=--mb,${fillFor(ramMiB)},--delay-ms,2`);
-      try {
-        for (let rep = 1; rep <= reps; rep++) {
-          for (const mode of MODES) {
-            samples.push({ ramMiB, prealloc, rep, ...(await snapshotOnce(lab, mode)) });
-          }
-        }
-      } finally {
-        await lab.close();
-      }
+      await eachRep({ ramMiB, prealloc, memfillArgs: `--mb,${fillFor(ramMiB)},--delay-ms,2` }, reps, async (lab, rep) => {
+        for (const mode of MODES) samples.push({ ramMiB, prealloc, rep, ...(await snapshotOnce(lab, mode)) });
+      });
     }
   }
   return samples;
+}
+
+/** Boots one lab VM running memfill, runs `step` `reps` times on it, and removes it. */
+async function eachRep(vm: { ramMiB: number; prealloc: boolean; memfillArgs: string }, reps: number, step: (lab: LabVm, rep: number) => Promise<void>): Promise<void> {
+  const lab = await LabVm.boot('lab', vm.ramMiB, vm.prealloc, `vccr.run=memfill vccr.args=${vm.memfillArgs}`);
+  try {
+    for (let rep = 1; rep <= reps; rep++) await step(lab, rep);
+  } finally {
+    await lab.close();
+  }
 }
 
 interface RateWindow {
@@ -184,36 +187,30 @@ interface SlowdownSample {
 async function slowdownSection(sizes: number[], reps: number): Promise<SlowdownSample[]> {
   const out: SlowdownSample[] = [];
   for (const ramMiB of sizes) {
-    const args = `--mb,${fillFor(ramMiB)},--delay-ms,0,--alive-every,1000000000,--rate-ms,100`;
+    const memfillArgs = `--mb,${fillFor(ramMiB)},--delay-ms,0,--alive-every,1000000000,--rate-ms,100`;
     say(`slowdown: ${ramMiB} MiB: booting`);
-    const lab = await LabVm.boot('lab', ramMiB, false, `vccr.run=memfill vccr.args=${args}`);
-    try {
-      for (let rep = 1; rep <= reps; rep++) {
-        const { vm } = lab;
-        const since = vm.consoleSize();
-        await new Promise((r) => setTimeout(r, 2000));
-        const file = join(STORE, `lab-${vm.pid}.state`);
-        const prepared = await prepareBackgroundSnapshot(vm.qmp, { vm: 'lab', socketPath: join(lab.dir, 'snap.sock'), file });
-        const { stoppedAt } = await pauseAndFreeze(lab);
-        const atPause = vm.consoleSize();
-        const snap = await prepared.start();
-        const atResume = vm.consoleSize();
-        const result = await snap.done;
-        const atDone = vm.consoleSize();
-        rmSync(file, { force: true });
-        await new Promise((r) => setTimeout(r, 2000));
-        const writeMs = result.end.atMs - snap.times.resumedAtMs;
-        out.push({
-          ramMiB,
-          before: rateOf(vm.console(since, atPause)),
-          during: rateOf(vm.console(atResume, atDone)),
-          after: rateOf(vm.console(atDone)),
-          writeMs, downtimeMs: snap.times.resumedAtMs - stoppedAt, mbPerS: result.size / MiB / (writeMs / 1000),
-        });
-      }
-    } finally {
-      await lab.close();
-    }
+    await eachRep({ ramMiB, prealloc: false, memfillArgs }, reps, async (lab) => {
+      const { vm } = lab;
+      const since = vm.consoleSize();
+      await new Promise((r) => setTimeout(r, 2000));
+      const file = join(STORE, `lab-${vm.pid}.state`);
+      const prepared = await prepareBackgroundSnapshot(vm.qmp, { vm: 'lab', socketPath: join(lab.dir, 'snap.sock'), file });
+      const { stoppedAt } = await pauseAndFreeze(lab);
+      const atPause = vm.consoleSize();
+      const snap = await prepared.start();
+      const atResume = vm.consoleSize();
+      const result = await snap.done.finally(() => rmSync(file, { force: true }));
+      const atDone = vm.consoleSize();
+      await new Promise((r) => setTimeout(r, 2000));
+      const writeMs = result.end.atMs - snap.times.resumedAtMs;
+      out.push({
+        ramMiB,
+        before: rateOf(vm.console(since, atPause)),
+        during: rateOf(vm.console(atResume, atDone)),
+        after: rateOf(vm.console(atDone)),
+        writeMs, downtimeMs: snap.times.resumedAtMs - stoppedAt, mbPerS: result.size / MiB / (writeMs / 1000),
+      });
+    });
   }
   return out;
 }
