@@ -6,6 +6,7 @@ import {
   QmpCommandError,
   QmpDisconnectedError,
   QmpError,
+  QmpTimeoutError,
   type MigrationCapability,
   type MigrationInfo,
   type MigrationStatus,
@@ -178,7 +179,13 @@ export class MigrationWatch {
   }
 
   async #fromPoll(): Promise<MigrationEnd | undefined> {
-    const info = await this.#info();
+    // A monitor that does not answer in time is no verdict: it can hang for a while when a vCPU waits on a
+    // write-protected page while holding QEMU's big lock (background snapshot, slow receiver).
+    const info = await this.#info().catch((err: unknown) => {
+      if (err instanceof MigrationError && err.cause instanceof QmpTimeoutError) return undefined;
+      throw err;
+    });
+    if (!info) return undefined;
     this.last = info.status ?? this.last;
     return isFinalStatus(info.status) ? { status: info.status, atMs: Date.now(), source: 'poll', info } : undefined;
   }

@@ -275,12 +275,25 @@ const DRAIN_LIMIT_MS = 120_000;
  */
 async function abandon(parts: Parts, err: unknown): Promise<void> {
   parts.relay.drop(err instanceof Error ? err : new Error(String(err)));
-  if (parts.end) await withDeadline(parts.end, Date.now() + DRAIN_LIMIT_MS);
+  if (parts.end) await untilQemuDone(parts, parts.end);
   parts.relay.close();
   parts.receiver.abort(err);
   parts.watch?.close();
   await rm(parts.options.file, { force: true });
   await switchOff(parts);
+}
+
+/** Waits (bounded) until QEMU has ended the snapshot or is gone; a watch that merely gave up is not enough. */
+async function untilQemuDone(parts: Parts, end: Promise<Settled<MigrationEnd>>): Promise<void> {
+  const verdict = await withDeadline(end, Date.now() + DRAIN_LIMIT_MS);
+  if (verdict === 'timeout' || verdict.ok) return;
+  if (verdict.error instanceof MigrationError && verdict.error.kind === 'qemu-exited') return;
+  const again = new MigrationWatch(parts.qmp, parts.vm);
+  try {
+    await again.end({ timeoutMs: DRAIN_LIMIT_MS }).catch(() => undefined);
+  } finally {
+    again.close();
+  }
 }
 
 /** Adds where the VM was left to an error thrown before the guest was resumed. */
