@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { pauseVm, prepareBackgroundSnapshot, resumeVm, saveToStream, waitUntil, type PreparedSnapshot } from '../activities/host/migration';
 import { GuestVm } from '../harness/guest-vm';
 import { janitor } from '../harness/janitor';
-import { summarize, type Summary } from './stats';
+import { summarize, type Summary } from '../common/stats';
 
 const MiB = 1024 * 1024;
 const fillFor = (ramMiB: number) => (ramMiB <= 256 ? ramMiB - 96 : Math.floor((ramMiB * 3) / 4));

@@ -4,6 +4,7 @@
 import { constants, existsSync } from 'node:fs';
 import { access, rm } from 'node:fs/promises';
 import type { QmpClient } from '../../qmp';
+import type { StateCodec } from '../../../common/spec';
 import { sendState, StateReceiver, type TransferResult } from '../transfer';
 import {
   cancelMigration,
@@ -28,6 +29,8 @@ export interface StreamOptions {
   onProgress?: (bytes: number) => void;
   /** How long QEMU may take to reach a final status (default 24 h). */
   timeoutMs?: number;
+  /** The file is (to be) compressed with this codec (the cluster spec's stateCompression). */
+  codec?: StateCodec;
 }
 
 export interface SaveOptions extends StreamOptions {
@@ -52,7 +55,7 @@ export async function saveToStream(qmp: QmpClient, options: SaveOptions): Promis
   options.signal?.throwIfAborted();
   await requireSaveable(qmp, vm);
   await configureMigration(qmp, vm, { events: true, backgroundSnapshot: false, maxBandwidth: options.maxBandwidth ?? UNLIMITED_BANDWIDTH });
-  const receiver = new StateReceiver(options.socketPath, options.file, { onProgress: options.onProgress, signal: options.signal });
+  const receiver = new StateReceiver(options.socketPath, options.file, { onProgress: options.onProgress, signal: options.signal, codec: options.codec });
   await startReceiver(receiver, vm, options.file);
   const watch = new MigrationWatch(qmp, vm);
   const startedAtMs = Date.now();
@@ -130,7 +133,7 @@ export async function loadFromStream(qmp: QmpClient, options: StreamOptions): Pr
     await qmp.command('migrate-incoming', { uri: `unix:${options.socketPath}` }).catch((err: unknown) => {
       throw qmpFailure(vm, 'QEMU refused to listen for the state', err);
     });
-    const transfer = await sendState(options.socketPath, options.file, { onProgress: options.onProgress, signal: options.signal }).catch(
+    const transfer = await sendState(options.socketPath, options.file, { onProgress: options.onProgress, signal: options.signal, codec: options.codec }).catch(
       (err: unknown) => sendFailure(watch, vm, options.file, err),
     );
     const end = await watch.end({ timeoutMs: options.timeoutMs });
