@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util';
 import { QmpClient } from '../activities/qmp';
 import { StateReceiver, sendState } from '../activities/host/transfer';
 import { writeFileAtomic } from '../common/fsutil';
+import { spread } from '../common/stats';
 
 /** What the script needs to know about a running VM (read from the host worker's vm.json). */
 export interface DirectVm {
@@ -75,7 +76,6 @@ export interface DirectRestartResult {
 }
 
 const UNLIMITED_BANDWIDTH = 2 ** 40;
-const spread = (xs: number[]) => (xs.length ? Math.max(...xs) - Math.min(...xs) : 0);
 const MIGRATION_DONE = (e: { data?: unknown }) => ['completed', 'failed', 'cancelled'].includes(String((e.data as { status?: string } | undefined)?.status));
 const statusOf = (e: { data?: unknown }) => String((e.data as { status?: string } | undefined)?.status);
 

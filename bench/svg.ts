@@ -251,15 +251,21 @@ export function timeline(title: string, groups: TimelineGroup[], colors: Record<
   ].join('\n');
 }
 
-/** Horizontal bars with min–max whiskers (one row per label). */
-export function bars(title: string, rows: Array<{ label: string; value: number; lo?: number; hi?: number; color?: string }>, unit: string, note?: string): string {
+/** Horizontal bars with min–max whiskers (one row per label), and an optional vertical reference line (a limit). */
+export function bars(
+  title: string,
+  rows: Array<{ label: string; value: number; lo?: number; hi?: number; color?: string }>,
+  unit: string,
+  note?: string,
+  line?: { value: number; label: string },
+): string {
   const W = 760;
   const left = 250;
   const right = 70;
   const rowH = 24;
   const top = 40;
   const H = top + rows.length * rowH + 40 + (note ? 16 : 0);
-  const vmax = Math.max(1, ...rows.map((r) => Math.max(r.value, r.hi ?? 0))) * 1.05;
+  const vmax = Math.max(1, line?.value ?? 0, ...rows.map((r) => Math.max(r.value, r.hi ?? 0))) * 1.05;
   const step = niceStep(vmax, 6);
   const X = (v: number) => left + (v / (Math.ceil(vmax / step) * step)) * (W - left - right);
   const out: string[] = [];
@@ -277,6 +283,11 @@ export function bars(title: string, rows: Array<{ label: string; value: number; 
     out.push(text(Math.max(X(r.value), X(r.hi ?? 0)) + 6, y + 15, `${tickLabel(+r.value.toFixed(r.value < 10 ? 2 : 0))}`, 'font-size="10" fill="#222"'));
   });
   out.push(text(left + (W - left - right) / 2, top + rows.length * rowH + 30, unit, 'font-size="11" text-anchor="middle"'));
+  if (line && Number.isFinite(line.value)) {
+    const x = X(line.value).toFixed(1);
+    out.push(`<line x1="${x}" y1="${top - 8}" x2="${x}" y2="${top + rows.length * rowH}" stroke="#d62728" stroke-width="1.5" stroke-dasharray="6,3"/>`);
+    out.push(text(X(line.value) - 4, top - 10, line.label, 'font-size="10" text-anchor="end" fill="#d62728"'));
+  }
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,

@@ -1,6 +1,6 @@
 // Durable file writes: temp file in the same folder, fsync, rename, fsync the folder. After a crash the
 // destination holds either the old content or the new, never a mix.
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, writeFileSync, writeSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, writeFileSync, rmSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, basename } from 'node:path';
@@ -15,30 +15,9 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-export function writeFileAtomicSync(path: string, data: string | Buffer, mode = 0o600): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'wx', mode);
-  try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  try {
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  fsyncDir(dirname(path));
-}
-
 /**
- * Atomic replace without fsync: enough where only a process crash matters (a host's lease files: after a
- * power loss the VMs they describe are gone too), and cheap enough for the pause barrier's critical path.
+ * Atomic replace without fsync: enough where only a process crash matters (a host's lease files and VM
+ * records: after a power loss the VMs they describe are gone too), and cheap enough for critical paths.
  */
 export function replaceFileSync(path: string, data: string): void {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);

@@ -4,7 +4,7 @@
 // domain XML with a saved image), its state file with size and sha256, and its frozen disk chain.
 import { z } from 'zod';
 import { checkpointIdSchema, nameSchema } from './names';
-import { clusterSpecSchema, resolvedVmSchema } from './spec';
+import { clusterSpecSchema, resolvedVmSchema, stateCodecSchema } from './spec';
 
 const epochMs = z.number().int().nonnegative();
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
@@ -20,7 +20,10 @@ export const manifestVmSchema = z
     machineType: z.string().regex(/^[a-z0-9._-]+$/),
     qemuVersion: z.string(),
     argv: z.array(z.string()),
-    state: z.object({ file: localFileName, size: z.number().int().positive(), sha256: sha256Hex }).strict(),
+    /** size and sha256 are the file's; `codec` and the stream's `rawSize` are set when it is compressed. */
+    state: z
+      .object({ file: localFileName, size: z.number().int().positive(), sha256: sha256Hex, codec: stateCodecSchema.optional(), rawSize: z.number().int().nonnegative().optional() })
+      .strict(),
     /** Per disk: the frozen layer (the checkpoint's disk) and its backing chain, nearest first. */
     disks: z.array(z.object({ id: nameSchema, frozen: z.string(), backing: z.array(z.string()) }).strict()),
     console: z.object({ path: z.string(), offsetAtPause: z.number().int().nonnegative() }).strict().optional(),

@@ -71,6 +71,10 @@ export const hostSpecSchema = z
   })
   .strict();
 
+/** How state files are compressed (absent: raw). The format is in activities/host/codec.ts. */
+export const stateCodecSchema = z.enum(['zstd']);
+export type StateCodec = z.infer<typeof stateCodecSchema>;
+
 export const clusterSpecSchema = z
   .object({
     cluster: nameSchema,
@@ -78,6 +82,8 @@ export const clusterSpecSchema = z
     store: absolutePathSchema,
     /** The longest the cluster may stay paused during a checkpoint before it is resumed and the checkpoint fails. */
     pauseBoundSeconds: z.number().int().min(1).max(3600).default(120),
+    /** Compress state files (zstd) when the store, not QEMU, is the bottleneck; off by default. */
+    stateCompression: stateCodecSchema.optional(),
     hosts: z.record(nameSchema, hostSpecSchema).refine((h) => Object.keys(h).length >= 1 && Object.keys(h).length <= 256, {
       message: 'must name between 1 and 256 hosts',
     }),

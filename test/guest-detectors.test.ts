@@ -613,6 +613,29 @@ test('memfill: corrupted RAM (under a stopped process) is detected', async (t) =
   assert.equal(await p.exitCode(), 2);
 });
 
+test('memfill: --delay-ms 0 --rate-ms prints RATE lines (rewrites per guest-time interval); ALIVE follows --alive-every', async (t) => {
+  const scope = new Scope(t);
+  const p = scope.spawn('memfill', bin('vccr-memfill'), ['--mb', '2', '--delay-ms', '0', '--alive-every', '1000', '--rate-ms', '100']);
+  await p.waitFor('3 RATE lines', () => p.lines.filter((l) => l.startsWith('MEMFILL RATE')).length >= 3);
+  const rates = p.lines.filter((l) => l.startsWith('MEMFILL RATE')).map((l) => /^MEMFILL RATE n=(\d+) ms=(\d+) rewrites=(\d+)$/.exec(l));
+  let previousN = 0;
+  for (const m of rates) {
+    assert.ok(m, 'RATE line format');
+    const [n, ms, rewrites] = [Number(m[1]), Number(m[2]), Number(m[3])];
+    assert.ok(ms >= 100, `an interval of at least --rate-ms (${ms})`);
+    assert.equal(n - previousN, rewrites, 'rewrites counts the interval');
+    previousN = n;
+  }
+  assert.ok(p.lines.filter((l) => l.startsWith('MEMFILL ALIVE')).every((l, i) => l === `MEMFILL ALIVE n=${(i + 1) * 1000}`));
+});
+
+test('memfill: by default prints no RATE line', async (t) => {
+  const scope = new Scope(t);
+  const p = scope.spawn('memfill', bin('vccr-memfill'), ['--mb', '1']);
+  await p.waitForLine('MEMFILL ALIVE n=200');
+  assert.deepEqual(p.lines.filter((l) => l.startsWith('MEMFILL RATE')), []);
+});
+
 // ---------------------------------------------------------------------------------------
 // The image in QEMU
 

@@ -22,6 +22,7 @@ import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
 import { failWith, reasonOf, validateInput } from './validate';
 import { taskQueueOf } from '../common/spec';
+import { spread } from '../common/stats';
 import { formatBytes, stateFiles, vmList, withSummary } from './summary';
 
 export interface CheckpointResult {
@@ -43,8 +44,6 @@ export interface CheckpointResult {
 function undoMargin(boundMs: number): number {
   return Math.max(1000, Math.min(5000, Math.floor(boundMs / 10)));
 }
-
-const spread = (xs: number[]) => (xs.length ? Math.max(...xs) - Math.min(...xs) : 0);
 
 export async function checkpointCluster(rawInput: CheckpointInput): Promise<CheckpointResult> {
   const input = validateInput(checkpointInputSchema, rawInput, 'checkpointCluster');
@@ -128,6 +127,7 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
         runId,
         vms,
         progressWorkflowId: info.workflowId,
+        ...(spec.stateCompression ? { compression: spec.stateCompression } : {}),
       }),
     );
     for (const states of saved.values()) for (const s of states) progress.setBytes(s.name, s.size, s.size);
@@ -162,7 +162,7 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
           machineType: vm.machineType,
           qemuVersion: report.qemuVersion,
           argv: vm.argv,
-          state: { file: `${vm.name}.state`, size: save.size, sha256: save.sha256 },
+          state: { file: `${vm.name}.state`, size: save.size, sha256: save.sha256, ...(save.codec ? { codec: save.codec, rawSize: save.rawSize ?? 0 } : {}) },
           disks: (freeze?.disks ?? []).map((d) => ({ id: d.id, frozen: d.frozen, backing: d.backing })),
           ...(pause.consoleOffset !== undefined ? { console: { path: vm.consoleLog, offsetAtPause: pause.consoleOffset } } : {}),
           timings: {

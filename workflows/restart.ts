@@ -13,6 +13,7 @@ import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
 import { failWith, reasonOf, validateInput } from './validate';
 import type { AcquireReply } from './definitions';
+import { spread } from '../common/stats';
 import { stateFiles, vmList, withSummary } from './summary';
 
 export interface RestartResult {
@@ -26,8 +27,6 @@ export interface RestartResult {
   /** Old hosts that could not be reached (allowed only for hosts remapped away). */
   unreachableHosts: string[];
 }
-
-const spread = (xs: number[]) => (xs.length ? Math.max(...xs) - Math.min(...xs) : 0);
 
 export async function restartCluster(rawInput: RestartInput): Promise<RestartResult> {
   const input = validateInput(restartInputSchema, rawInput, 'restartCluster');
@@ -137,7 +136,10 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
         store,
         cluster,
         checkpointId,
-        vms: vms.map((vm) => ({ name: vm, size: byName.get(vm)?.state.size ?? 0, sha256: byName.get(vm)?.state.sha256 ?? '' })),
+        vms: vms.map((vm) => {
+          const state = byName.get(vm)?.state;
+          return { name: vm, size: state?.size ?? 0, sha256: state?.sha256 ?? '', ...(state?.codec ? { codec: state.codec } : {}) };
+        }),
         progressWorkflowId: info.workflowId,
       }),
     );

@@ -7,6 +7,7 @@ import { chmod, rm, rename, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { z } from 'zod';
+import { stateCodecSchema } from '../../common/spec';
 import { fsyncDir, writeFileAtomic } from '../../common/fsutil';
 import { checkpointLayerLabel, storeLayout } from '../../common/store-layout';
 import { backingChain, type QmpClient } from '../qmp';
@@ -40,6 +41,8 @@ const savedSidecarSchema = z.object({
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   startedAt: z.number(),
   finishedAt: z.number(),
+  codec: stateCodecSchema.optional(),
+  rawSize: z.number().int().nonnegative().optional(),
 });
 
 function eachVm<T>(runtime: HostRuntime, cluster: string, vms: string[], step: (record: VmRecord) => Promise<T>): Promise<T[]> {
@@ -271,7 +274,7 @@ async function migrateToFile(
   const partial = `${file}.partial`;
   await rm(partial, { force: true });
   const socket = join(runtime.registry.vmDir(record.cluster, record.name), 'save.sock');
-  const receiver = new StateReceiver(socket, partial, { onProgress, signal });
+  const receiver = new StateReceiver(socket, partial, { onProgress, signal, ...(req.compression ? { codec: req.compression } : {}) });
   await receiver.start();
   try {
     // The checkpoint may have been abandoned (and its folder removed) while we got here.
@@ -319,7 +322,8 @@ async function migrateToFile(
   const finishedAt = hostNow();
   await rename(partial, file);
   fsyncDir(dirname(file));
-  const saved = { size: result.size, sha256: result.sha256, startedAt, finishedAt };
+  const compressed = req.compression ? { codec: req.compression, rawSize: result.rawSize ?? 0 } : {};
+  const saved = { size: result.size, sha256: result.sha256, startedAt, finishedAt, ...compressed };
   await writeFileAtomic(sidecar, JSON.stringify({ runId: req.runId, ...saved }));
   onProgress(result.size);
   return { name: record.name, file, ...saved };

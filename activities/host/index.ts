@@ -51,7 +51,8 @@ export function createHostActivities(runtime: HostRuntime, signalProgress: Signa
       try {
         return await loadVmStates(runtime, req, progress.report);
       } finally {
-        await progress.flush();
+        // Not awaited: the last progress signal must not delay the load barrier.
+        void progress.flush();
       }
     }),
   }));

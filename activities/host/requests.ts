@@ -4,7 +4,7 @@
 // common/names.ts; numbers are bounded. The request types in types.ts are inferred from these.
 import { z } from 'zod';
 import { absolutePathSchema, checkpointIdSchema, nameSchema } from '../../common/names';
-import { resolvedVmSchema } from '../../common/spec';
+import { resolvedVmSchema, stateCodecSchema } from '../../common/spec';
 
 const vmNames = z.array(nameSchema).min(1).max(1024);
 const epochMs = z.number().int().min(0).max(8.64e15);
@@ -49,6 +49,8 @@ export const saveRequestSchema = z
     vms: vmNames,
     /** Workflow to send progress signals to. */
     progressWorkflowId: workflowIdSchema,
+    /** Compress the state files (the cluster spec's stateCompression). */
+    compression: stateCodecSchema.optional(),
   })
   .strict();
 
@@ -95,7 +97,7 @@ export const loadRequestSchema = z
     store: absolutePathSchema,
     cluster: nameSchema,
     checkpointId: checkpointIdSchema,
-    vms: z.array(z.object({ name: nameSchema, size: z.number().int().positive(), sha256: sha256Hex }).strict()).min(1).max(1024),
+    vms: z.array(z.object({ name: nameSchema, size: z.number().int().positive(), sha256: sha256Hex, codec: stateCodecSchema.optional() }).strict()).min(1).max(1024),
     progressWorkflowId: workflowIdSchema,
   })
   .strict();

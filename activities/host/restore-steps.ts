@@ -87,6 +87,7 @@ export async function loadVmStates(
           const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, vm.name);
           const sent = await sendState(socket, file, {
             signal: ctx.cancellationSignal,
+            ...(vm.codec ? { codec: vm.codec } : {}),
             onProgress: (bytes) => reportProgress(vm.name, bytes, vm.size),
           });
           if (sent.sha256 !== vm.sha256 || sent.size !== vm.size) {

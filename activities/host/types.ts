@@ -2,7 +2,7 @@
 // all of that host's VMs, so the cost of a barrier does not grow with the number of VMs per host. The
 // request types are those of the schemas every host validates its input with (requests.ts).
 import type { z } from 'zod';
-import type { ResolvedVm } from '../../common/spec';
+import type { ResolvedVm, StateCodec } from '../../common/spec';
 import type * as requests from './requests';
 
 export type VmRef = z.infer<typeof requests.vmRefSchema>;
@@ -106,6 +106,9 @@ export interface SavedState {
   sha256: string;
   startedAt: number;
   finishedAt: number;
+  codec?: StateCodec;
+  /** The migration stream's size, when the file is compressed. */
+  rawSize?: number;
 }
 
 

@@ -1,4 +1,4 @@
-// The protection section of `npm run bench` (--only protect): what continuous protection costs and how
+// Section `protect` of `npm run bench` (--only protect): what continuous protection costs and how
 // fast it brings a cluster back.
 //   protected_overhead_pct  a CPU- and network-bound guest workload (a 3-node token ring passing tokens with
 //                           no delay) measured in windows without protection and with a checkpoint every 30 s
@@ -9,12 +9,15 @@
 //                           again from its checkpoint, VMs of the dead host on a spare: detection + restart.
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { TestBed, guestImageDir } from '../harness/testbed';
-import { readConsole, waitForConsole } from '../harness/console';
-import { killRecordedVms } from '../harness/janitor';
-import { sleep } from '../common/proc';
-import { LIVE_CHECKPOINTS_AVAILABLE, type WatchSettings } from '../common/protection';
-import type { ClusterSpecInput } from '../common/spec';
+import { guestImageDir, type TestBed } from '../../harness/testbed';
+import { readConsole, waitForConsole } from '../../harness/console';
+import { killRecordedVms } from '../../harness/janitor';
+import { sleep } from '../../common/proc';
+import { LIVE_CHECKPOINTS_AVAILABLE, type WatchSettings } from '../../common/protection';
+import type { ClusterSpecInput } from '../../common/spec';
+import { metric, type MetricSink } from '../results';
+import { defineSection } from '../section';
+import { say } from '../util';
 
 export interface ProtectBenchConfig {
   /** Length of one throughput window, and how many of each kind (alternating). */
@@ -186,9 +189,8 @@ async function recoverySection(bed: TestBed, cfg: ProtectBenchConfig, say: (m: s
   return out;
 }
 
-export async function protectSection(cfg: ProtectBenchConfig, say: (m: string) => void): Promise<ProtectBenchResult> {
-  say('protect: starting a bed with host workers a, b and spare c');
-  const bed = await TestBed.start({ hosts: ['a', 'b', 'c'], taps: 3 });
+/** Runs on a bed with host workers a, b and spare c and 3 taps (the section's bed). */
+export async function protectSection(bed: TestBed, cfg: ProtectBenchConfig, say: (m: string) => void): Promise<ProtectBenchResult> {
   try {
     await bed.vccr.up(spec(bed));
     for (const vm of RING) await waitForConsole(bed.consoleLog(vm.host, CLUSTER, vm.name), /(?:^RING TOKEN .*\n){3}/m, { timeoutMs: 240_000 });
@@ -199,6 +201,30 @@ export async function protectSection(cfg: ProtectBenchConfig, say: (m: string) =
     return { config: cfg, watch: BENCH_WATCH, overhead, chain, recovery };
   } finally {
     await bed.vccr.protection.off(CLUSTER).catch(() => undefined);
-    await bed.stop();
+    await bed.vccr.down(CLUSTER, { kill: true }).catch(() => undefined);
   }
 }
+
+function derive(p: ProtectBenchResult, _cfg: ProtectBenchConfig, sink: MetricSink): void {
+  const watch = `watch: check every ${p.watch.checkEverySeconds} s, grace ${p.watch.graceSeconds} s, pickup ${p.watch.pickupSeconds} s`;
+  sink.headline('recovery_ms', 'recovery_ms (host dies → all VMs back)', metric(p.recovery.map((r) => r.recoveryMs), 'ms', `host worker and its QEMUs SIGKILLed → every VM running again from its checkpoint, the dead host's VMs on a spare (3 ring VMs + a disk VM on 2 hosts + spare; ${watch})`));
+  sink.metric('recovery: detection (ms)', metric(p.recovery.map((r) => r.detectMs), 'ms', 'kill → the watch starts the recovery (polling, pickup timeout, grace, confirmation)'));
+  sink.metric('recovery: restart (ms)', metric(p.recovery.map((r) => r.restartMs), 'ms', 'restart workflow: launch → last VM resumed'));
+  const pct = (rates: number[]) => rates.map((r, i) => (1 - r / (p.overhead.unprotected[i] ?? Number.NaN)) * 100);
+  sink.headline('protected_overhead_pct', 'protected_overhead_pct (every 30 s, stop)', metric(pct(p.overhead.stop), '%', `ring throughput lost with a stop-and-save checkpoint every ${p.config.everySec} s, per pair of ${p.config.windowSec}-s windows`));
+  if (Array.isArray(p.overhead.live)) sink.metric('protected overhead, live (%)', metric(pct(p.overhead.live), '%', 'live checkpoints'));
+  sink.metric('ring throughput unprotected (tokens/s)', metric(p.overhead.unprotected, 'tokens/s', '3-node ring, no delay'));
+  sink.headline('chain_length_after_30', 'chain_length_after_30 (keep-last 3)', metric([p.chain.longestRunningChain], 'layers', `longest disk chain under a running VM after ${p.chain.checkpoints} scheduled checkpoints, keep-last 3 (top and base included)`, { op: '<=', value: 5 }));
+  sink.metric('store / kept state bytes after 30', metric([p.chain.storeBytes / p.chain.keptStateBytes], '', `du of the cluster's store / state bytes of the ${p.chain.keptCheckpoints} kept checkpoints`));
+}
+
+export const protectBenchSection = defineSection<ProtectBenchConfig, ProtectBenchResult>({
+  name: 'protect',
+  about: 'continuous protection: recovery time after a host dies, guest throughput under a schedule, disk chain length',
+  config: { full: PROTECT_FULL, quick: PROTECT_QUICK },
+  hosts: () => ['a', 'b', 'c'],
+  taps: () => 3,
+  withReps: (c, reps) => ({ ...c, recoveryReps: reps }),
+  run: (ctx, cfg) => protectSection(ctx.bed, cfg, say),
+  derive,
+});

@@ -1,4 +1,11 @@
-// Small statistics for the benchmark: every figure is reported as a distribution over repetitions.
+// Small statistics over lists of numbers. Pure (no Node imports): workflows use it for barrier skews, the
+// benchmark for its distributions over repetitions.
+
+export const minOf = (xs: number[]): number => Math.min(...xs);
+export const maxOf = (xs: number[]): number => Math.max(...xs);
+
+/** Largest minus smallest; 0 for an empty list (e.g. the skew of a barrier no VM went through). */
+export const spread = (xs: number[]): number => (xs.length ? maxOf(xs) - minOf(xs) : 0);
 
 export interface Summary {
   n: number;
@@ -12,6 +19,7 @@ export interface Summary {
   values: number[];
 }
 
+/** The q-quantile of an ascending list, interpolating linearly; NaN for an empty list. */
 export function quantile(sorted: number[], q: number): number {
   if (!sorted.length) return Number.NaN;
   const pos = (sorted.length - 1) * q;
@@ -21,6 +29,9 @@ export function quantile(sorted: number[], q: number): number {
   const b = sorted[hi] as number;
   return a + (b - a) * (pos - lo);
 }
+
+/** Median of the finite values. */
+export const median = (xs: number[]): number => quantile(xs.filter((v) => Number.isFinite(v)).sort((a, b) => a - b), 0.5);
 
 export function summarize(values: number[], digits = 3): Summary {
   const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
@@ -55,12 +66,4 @@ export function linearFit(xs: number[], ys: number[]): { intercept: number; slop
   }
   const slope = sxx ? sxy / sxx : 0;
   return { intercept: my - slope * mx, slope, r2: sxx && syy ? (sxy * sxy) / (sxx * syy) : 0 };
-}
-
-export const spread = (xs: number[]) => (xs.length ? Math.max(...xs) - Math.min(...xs) : 0);
-
-export function fmt(x: number, digits = 2): string {
-  if (!Number.isFinite(x)) return 'n/a';
-  if (Math.abs(x) >= 1000) return x.toFixed(0);
-  return x.toFixed(digits);
 }

@@ -1,0 +1,10 @@
+// The benchmark's sections, in the order they run (`--only` picks some). Adding one: a file in this folder
+// that exports defineSection({...}), and a line here.
+import type { RegisteredSection } from '../section';
+import { diskSection } from './disk';
+import { guestSection } from './guest';
+import { ramSection } from './ram';
+import { tinySection } from './tiny';
+import { protectBenchSection } from './protect';
+
+export const SECTIONS: RegisteredSection[] = [guestSection, ramSection, diskSection, tinySection, protectBenchSection];
