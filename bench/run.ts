@@ -69,11 +69,12 @@ async function runSections(results: BenchResults, sections: RegisteredSection[],
     for (const s of sections) {
       const config = results.config[s.name];
       const hosts = s.hosts(config);
-      if (!bed || bedHosts !== hosts.join(',')) {
+      const taps = s.taps(config);
+      if (!bed || bedHosts !== `${hosts.join(',')}/${taps}`) {
         await stopBed();
-        say(`starting test bed: Temporal dev server, controller, host workers ${hosts.join(', ')}`);
-        bed = await TestBed.start({ hosts });
-        bedHosts = hosts.join(',');
+        say(`starting test bed: Temporal dev server, controller, host workers ${hosts.join(', ')}${taps ? `, ${taps} taps` : ''}`);
+        bed = await TestBed.start({ hosts, ...(taps ? { taps } : {}) });
+        bedHosts = `${hosts.join(',')}/${taps}`;
         results.machine.storeFilesystem = filesystemOf(bed.dir);
       }
       try {

@@ -25,8 +25,10 @@ export interface Section<C, R> {
   /** One line for --help and the table. */
   about: string;
   config: { full: C; quick: C };
-  /** Host workers of its test bed; consecutive sections with the same hosts share one bed. */
+  /** Host workers of its test bed; consecutive sections with the same hosts (and taps) share one bed. */
   hosts(config: C): string[];
+  /** Tap devices its bed's private network needs (default none). */
+  taps?(config: C): number;
   /** Its configuration under --reps N (the headline repetitions are RunContext.reps already). */
   withReps?(config: C, reps: number): C;
   run(ctx: RunContext, config: C): Promise<R>;
@@ -44,6 +46,7 @@ export interface RegisteredSection {
   about: string;
   config: { full: unknown; quick: unknown };
   hosts(config: unknown): string[];
+  taps(config: unknown): number;
   withReps(config: unknown, reps: number): unknown;
   run(ctx: RunContext, config: unknown): Promise<unknown>;
   derive(result: unknown, config: unknown, sink: MetricSink): void;
@@ -58,6 +61,7 @@ export function defineSection<C, R>(s: Section<C, R>): RegisteredSection {
     about: s.about,
     config: s.config,
     hosts: (c) => s.hosts(c as C),
+    taps: (c) => (s.taps ? s.taps(c as C) : 0),
     withReps: (c, n) => (s.withReps ? s.withReps(c as C, n) : c),
     run: (ctx, c) => s.run(ctx, c as C),
     derive: (r, c, sink) => s.derive(r as R, c as C, sink),

@@ -24,6 +24,7 @@ import { clusterStateQuery, type ClusterState, type OperationProgress } from '..
 import { EXIT, VccrError, toVccrError } from './errors';
 import { Operations, type Started, type WatchOptions } from './operations';
 import { DOCTOR_PICKUP_MS, controllerSilence, explainSilentHosts, temporalChecks, withCheck } from './doctor';
+import { ProtectionClient } from './protect';
 
 export { EXIT, VccrError } from './errors';
 export { WORKFLOW_TASK_TIMEOUT, type WatchOptions } from './operations';
@@ -44,12 +45,15 @@ export interface RestartOptions extends WatchOptions {
 
 export class VccrClient {
   private readonly operations: Operations;
+  /** Continuous protection: the checkpoint Schedule and the watch (client/protect.ts). */
+  readonly protection: ProtectionClient;
 
   private constructor(
     readonly client: Client,
     readonly settings: TemporalSettings,
   ) {
     this.operations = new Operations(client, settings.controllerTaskQueue);
+    this.protection = new ProtectionClient(client, settings);
   }
 
   static async connect(flags: TemporalFlags = {}): Promise<VccrClient> {

@@ -9,6 +9,8 @@ import type { InspectResult } from '../workflows/inspect';
 import type { DeleteReport, GarbageReport, ListCheckpointsReply, VerifyReport } from '../activities/controller/types';
 import type { Manifest, ResumeRecord } from '../common/manifest';
 import type { DoctorReport, ParticipantReport } from '../common/doctor';
+import { formatDuration } from '../common/protection';
+import type { ProtectionStatus } from './protect';
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -63,7 +65,7 @@ export function describeRestart(r: RestartResult): string {
 }
 
 /** `vccr status` without a cluster: one line per cluster record. */
-export function describeClusters(states: ClusterState[]): string {
+export function describeClusters(states: Array<ClusterState & { watch?: string }>): string {
   if (!states.length) return 'no clusters';
   const rows = states.map((s) => [
     s.cluster,
@@ -71,16 +73,18 @@ export function describeClusters(states: ClusterState[]): string {
     String(Object.keys(s.placement).length),
     s.lastCheckpointId ?? '-',
     s.lock ? `${s.lock.operation} (${s.lock.workflowId})` : '-',
+    s.watch ?? 'not protected',
   ]);
-  return table([['CLUSTER', 'STATUS', 'VMS', 'LAST CHECKPOINT', 'BUSY WITH'], ...rows]);
+  return table([['CLUSTER', 'STATUS', 'VMS', 'LAST CHECKPOINT', 'BUSY WITH', 'WATCH'], ...rows]);
 }
 
 /** `vccr status <cluster>`: the record and every VM as its host sees it. */
-export function describeStatus(r: InspectResult): string {
+export function describeStatus(r: InspectResult, protection?: ProtectionStatus): string {
   const s = r.state;
   const busy = s.lock ? `, busy with ${s.lock.operation} (${s.lock.workflowId})` : '';
   const rows = r.vms.map((v) => [v.name, v.host, v.pid ? String(v.pid) : '-', v.alive ? 'alive' : v.known ? 'dead' : 'unknown', v.qmpStatus ?? v.error ?? '-']);
-  return `cluster ${r.cluster}: ${s.status}${busy}, last checkpoint ${s.lastCheckpointId ?? '-'}\n` + table([['VM', 'HOST', 'PID', 'PROCESS', 'QMP STATUS'], ...rows]);
+  const protected_ = protection ? `${describeProtection(protection)}\n` : '';
+  return `cluster ${r.cluster}: ${s.status}${busy}, last checkpoint ${s.lastCheckpointId ?? '-'}\n` + protected_ + table([['VM', 'HOST', 'PID', 'PROCESS', 'QMP STATUS'], ...rows]);
 }
 
 export function describeCheckpointList(r: ListCheckpointsReply): string {
@@ -166,4 +170,32 @@ export class ProgressPrinter {
     for (const line of text) this.out.write(`\x1b[2K${line}\n`);
     this.lines = text.length;
   };
+}
+
+/** `vccr protect`, and part of `vccr status`: the protection Schedule and the watch. */
+export function describeProtection(p: ProtectionStatus): string {
+  const lines: string[] = [];
+  const s = p.schedule;
+  if (!s) lines.push(`cluster ${p.cluster} is not protected (no schedule)`);
+  else {
+    const keep = [`last ${s.retention.keepLast}`, `hourly ${s.retention.keepHourly}`, `daily ${s.retention.keepDaily}`].join(', ');
+    lines.push(
+      `schedule ${s.scheduleId}: every ${formatDuration(s.everyMs)} (jitter up to ${formatDuration(s.jitterMs)}), ${s.mode === 'live' ? 'live' : 'stop-and-save'} checkpoints, keep ${keep}` +
+        `${s.paused ? `; PAUSED${s.note ? ` (${s.note})` : ''}` : ''}`,
+      `  ${s.actionsTaken} runs so far, ${s.skippedOverlap} skipped because one was still running`,
+      `  next runs: ${s.paused ? '(paused)' : s.nextRuns.join(', ') || '-'}`,
+    );
+    if (s.recent.length) {
+      lines.push('  recent runs:');
+      lines.push(table([['SCHEDULED', 'STATUS', 'OUTCOME'], ...s.recent.map((r) => [r.scheduledAt, r.status, r.outcome ?? '-'])]).replace(/^/gm, '    '));
+    }
+  }
+  const w = p.watch;
+  if (!w) lines.push(`watch: not running`);
+  else {
+    lines.push(`watch: ${w.phase.toUpperCase()} since ${new Date(w.since).toISOString()}: ${w.reason}`);
+    const last = w.recoveries.at(-1);
+    if (last) lines.push(`  last recovery: ${last.outcome} at ${new Date(last.endedAt).toISOString()} (${last.detail})`);
+  }
+  return lines.join('\n');
 }

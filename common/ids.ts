@@ -36,9 +36,38 @@ export function doctorWorkflowId(cluster: string | undefined, unique: string): s
 }
 
 /** Operations other than a checkpoint, each run once under a unique suffix the caller chooses. */
-export type OperationName = 'launch' | 'restart' | 'down' | 'status' | 'list' | 'show' | 'verify' | 'delete' | 'doctor';
+export type OperationName = 'launch' | 'restart' | 'down' | 'status' | 'list' | 'show' | 'verify' | 'delete' | 'doctor' | 'protect' | 'recover';
 
 /** `vccr-<cluster>-<operation>-<parts...>`, e.g. vccr-demo-restart-ck1-m3x2-a1b2c3. */
 export function operationWorkflowId(cluster: string, operation: OperationName, ...parts: string[]): string {
   return [`vccr-${cluster}-${operation}`, ...parts].join('-');
+}
+
+/** The Temporal Schedule that protects a cluster (`vccr protect`): visible on the Web UI's Schedules page. */
+export function protectScheduleId(cluster: string): string {
+  return `vccr-protect-${cluster}`;
+}
+
+/** The workflow each action of the protection Schedule starts (Temporal appends the scheduled time). */
+export function protectRunWorkflowId(cluster: string): string {
+  return operationWorkflowId(cluster, 'protect');
+}
+
+/** The long-lived watch of a protected cluster. */
+export function watchWorkflowId(cluster: string): string {
+  return `vccr-watch-${cluster}`;
+}
+
+/** An automatic recovery the watch starts. */
+export function recoveryWorkflowId(cluster: string, unique: string): string {
+  return operationWorkflowId(cluster, 'recover', unique);
+}
+
+/** A restart a recovery runs: the watch tells it from an operator's restart by this shape. */
+export function recoveryRestartWorkflowId(cluster: string, checkpointId: string, unique: string): string {
+  return operationWorkflowId(cluster, 'restart', 'recovery', checkpointId, unique);
+}
+
+export function isRecoveryRestart(workflowId: string): boolean {
+  return workflowId.includes('-restart-recovery-');
 }

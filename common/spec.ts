@@ -88,9 +88,22 @@ export const clusterSpecSchema = z
       message: 'must name between 1 and 256 hosts',
     }),
     vms: z.array(vmSpecSchema).min(1).max(1024),
+    /** Hosts that may take over the VMs of a dead host when a protected cluster is recovered (`vccr protect`). */
+    spareHosts: z.array(nameSchema).max(256).default([]),
+    /**
+     * What recovery may assume about a host it cannot reach. 'operator': its VMs may still run there, so wait
+     * for `vccr recover <cluster> --host-dead <host>`; 'unreachable-is-dead': move its VMs to a spare host.
+     */
+    fencing: z.enum(['operator', 'unreachable-is-dead']).default('operator'),
   })
   .strict()
   .superRefine((spec, ctx) => {
+    spec.spareHosts.forEach((host, i) => {
+      if (!(host in spec.hosts)) {
+        ctx.addIssue({ code: 'custom', path: ['spareHosts', i], message: `unknown host "${host}": a spare host must be listed in "hosts" (with its task queue)` });
+      }
+      if (spec.spareHosts.indexOf(host) !== i) ctx.addIssue({ code: 'custom', path: ['spareHosts', i], message: `duplicate spare host "${host}"` });
+    });
     const seenVm = new Set<string>();
     const seenMac = new Map<string, string>();
     const seenTap = new Map<string, string>();

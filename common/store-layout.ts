@@ -6,6 +6,9 @@
 //                                                      the top one of each chain is the running VM's
 //   <store>/<cluster>/_disks/<vm>/<disk>/chain.json   the running VM's current chain (top layer first)
 //   <store>/<cluster>/_failed/<checkpoint-id>.json    why a checkpoint failed (it left no other trace)
+//   <store>/<cluster>/<checkpoint-id>/verified.json   when every state file was last read back and matched
+//   <store>/<cluster>/_retention/<time>.json          what retention deleted, kept and merged, and why
+//   <store>/<cluster>/_recoveries/<time>.json         every automatic recovery: what died, what came back where
 //
 // Checkpoint ids start with a letter or digit, so they never collide with the '_' folders.
 import { join } from 'node:path';
@@ -23,6 +26,9 @@ export const storeLayout = {
   resumeRecord: (store: string, cluster: string, id: string) => join(store, cluster, id, 'resume.json'),
   failedDir: (store: string, cluster: string) => join(store, cluster, '_failed'),
   failedRecord: (store: string, cluster: string, id: string) => join(store, cluster, '_failed', `${id}.json`),
+  verifiedRecord: (store: string, cluster: string, id: string) => join(store, cluster, id, 'verified.json'),
+  retentionDir: (store: string, cluster: string) => join(store, cluster, '_retention'),
+  recoveriesDir: (store: string, cluster: string) => join(store, cluster, '_recoveries'),
 };
 
 /**

@@ -25,6 +25,11 @@ export const restartInputSchema = z
     force: z.boolean().default(false),
     /** Only needed when the cluster record is gone: where its checkpoints are. */
     store: absolutePathSchema.optional(),
+    /**
+     * Hosts known to be dead (a recovery found them so): not asked to stop their VMs, which saves waiting
+     * for them to time out. No VM may be placed on one (remap its VMs with hostMap).
+     */
+    unreachable: z.array(nameSchema).default([]),
   })
   .strict();
 

@@ -10,6 +10,7 @@ import type * as workflows from '../workflows';
 import { WORKFLOW_TASK_TIMEOUT } from '../client';
 import { clusterWorkflowId } from '../common/ids';
 import { rolloverSignal } from '../workflows/definitions';
+import { stopWatchSignal, watchStateQuery } from '../workflows/watch-definitions';
 import { sleep } from '../common/proc';
 import { temporalCliPath } from './dev-server';
 import type { TestBed } from './testbed';
@@ -79,6 +80,26 @@ export class HistoryRecorder {
   async clusterRecord(name: string, cluster: string): Promise<void> {
     const { runId } = await (await this.bed.temporal()).workflow.getHandle(clusterWorkflowId(cluster)).describe();
     this.save(name, 'clusterRecord', clusterWorkflowId(cluster), runId, 'running');
+  }
+
+  /** Runs a cluster's watch for a few checks of its (healthy) cluster, stops it, and records it. */
+  async watch(name: string, cluster: string): Promise<void> {
+    const client = await this.bed.temporal();
+    const handle = await client.workflow.start('watchCluster', {
+      taskQueue: this.bed.vccr.settings.controllerTaskQueue,
+      workflowId: `vccr-rec-${name}`,
+      args: [{ cluster, settings: { checkEverySeconds: 1 } }],
+      workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
+    });
+    const deadline = Date.now() + 30_000;
+    while ((await handle.query(watchStateQuery)).lastHealthyAt === undefined) {
+      if (Date.now() > deadline) throw new Error(`${name}: the watch saw no healthy cluster within 30 s`);
+      await sleep(200);
+    }
+    await sleep(2500);
+    await handle.signal(stopWatchSignal);
+    await handle.result();
+    this.save(name, 'watchCluster', handle.workflowId, handle.firstExecutionRunId, 'completed');
   }
 
   /** The history as the Temporal CLI writes it. */

@@ -2,7 +2,7 @@
 # The benchmark (`npm run bench`, `npm run bench -- --quick`): sets everything up (scripts/setup.sh), then
 # measures the workflows against a hand-written QMP script (bench/direct-qmp.ts) and against dd on the same
 # VMs in one run. Prints a table; writes bench/results/latest.json (+ a timestamped copy) and SVG charts.
-# Options: --quick (a few minutes), --only guest,ram,disk,tiny, --reps N.
+# Options: --quick (a few minutes), --only guest,ram,disk,tiny,protect, --reps N.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"

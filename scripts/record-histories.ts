@@ -61,6 +61,9 @@ const CASES: HistoryCase[] = [
     force: true,
   })),
   operation('delete', 'delete ck-stop (disk layers the running VMs use are kept)', 'deleteCheckpoint', () => ({ cluster: MAIN, checkpointId: 'ck-stop' })),
+  operation('protect-run', 'a scheduled protection run: checkpoint, verify, retention (keep last 1), merge, collect', 'protectCluster', () => ({ cluster: MAIN, retention: { keepLast: 1 } })),
+  operation('recover', 'a recovery: forced restart from the newest checkpoint that verifies, recorded', 'recoverCluster', () => ({ cluster: MAIN })),
+  { name: 'watch', what: 'the watch of `rec`: checks of a healthy cluster, then stopped', run: (r) => r.watch('watch', MAIN) },
   operation('shutdown', 'shutdown (every VM quits)', 'shutdownCluster', () => ({ cluster: MAIN })),
   { name: 'cluster-record', what: 'the cluster record of `rec` after the continue-as-new, still running', run: (r) => r.clusterRecord('cluster-record', MAIN) },
 ];

@@ -9,6 +9,7 @@ import { REPO_ROOT, TestBed, guestImageDir } from '../harness/testbed';
 import type { ClusterSpecInput } from '../common/spec';
 import { toVccrError } from '../client/errors';
 import { checkpointWorkflowId, DEFAULT_CONTROLLER_TASK_QUEUE } from '../common/ids';
+import { LIVE_CHECKPOINTS_AVAILABLE } from '../common/protection';
 
 let bed: TestBed;
 
@@ -125,4 +126,28 @@ test('a checkpoint while another runs is refused as busy; unknown checkpoints ar
   await assert.rejects((await again).result().catch((err: unknown) => Promise.reject(toVccrError(err))), /checkpoint first of cluster busy already exists/);
   assert.equal((await bed.vccr.checkpoints.verify('busy', 'first')).ok, true);
   assert.equal(vccr('down', 'busy').code, 0);
+});
+
+test('protection: bad arguments and bad workflow input are refused with one clear line', { timeout: 120_000 }, async () => {
+  // The cluster `busy` exists (down) from the test before.
+  assertRefused(vccr('protect', 'busy', '--every', '10'), 2, /--every 10: expected a duration like 30s/);
+  assertRefused(vccr('protect', 'busy', '--every', '10m', '--keep-last', 'x'), 2, /--keep-last x: expected a whole number/);
+  assertRefused(vccr('protect', 'busy', '--every', '10m', '--keep-last', '0'), 2, /keep at least one checkpoint/);
+  assertRefused(vccr('protect', 'busy', '--keep-last', '3'), 2, /--every is required/);
+  assertRefused(vccr('protect', 'busy', '--pause', '--off'), 2, /at most one of --pause, --resume, --now, --off/);
+  if (!LIVE_CHECKPOINTS_AVAILABLE) assertRefused(vccr('protect', 'busy', '--every', '10m', '--live'), 2, /live checkpoints are not available in this version/);
+  assertRefused(vccr('protect', 'nosuch', '--every', '1m'), 4, /unknown cluster nosuch/);
+  assertRefused(vccr('protect', 'busy', '--pause'), 4, /cluster busy is not protected/);
+  assertRefused(vccr('recover', 'busy'), 4, /cluster busy is not protected/);
+  assertRefused(vccr('recover', 'busy', '--host-dead', 'zz'), 2, /--host-dead zz: cluster busy has no host zz/);
+  // Through Temporal (a Schedule or the Web UI could start these with anything): validated by the workflow.
+  const client = await bed.temporal();
+  for (const [type, input, pattern] of [
+    ['protectCluster', { cluster: 'busy', retention: { keepLast: 0 } }, /invalid protectCluster input: retention: keep at least one/],
+    ['watchCluster', { cluster: 'busy', settings: { graceSeconds: -1 } }, /invalid watchCluster input: settings\.graceSeconds/],
+    ['recoverCluster', { cluster: '../x' }, /invalid recoverCluster input: cluster: /],
+  ] as const) {
+    const handle = await client.workflow.start(type, { taskQueue: DEFAULT_CONTROLLER_TASK_QUEUE, workflowId: `bad-${type}`, args: [input] });
+    await assert.rejects(handle.result().catch((err: unknown) => Promise.reject(toVccrError(err))), pattern);
+  }
 });

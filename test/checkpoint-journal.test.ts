@@ -12,6 +12,7 @@ import { TestBed, guestImageDir } from '../harness/testbed';
 import { readConsole, waitForConsole } from '../harness/console';
 import type { ClusterSpecInput } from '../common/spec';
 import { sinceLastRestore } from './helpers/ring-check';
+import { journalErrors, journalWrites, verifyJournalDisk } from './helpers/journal';
 
 const CLUSTER = 'journal';
 let bed: TestBed;
@@ -39,26 +40,8 @@ function spec(): ClusterSpecInput {
   };
 }
 
-const wrote = (text: string) => [...text.matchAll(/^JOURNAL WROTE seq=(\d+)$/gm)].map((m) => Number(m[1]));
-const journalErrors = (text: string) => [...text.matchAll(/^JOURNAL ERROR .*$/gm)].map((m) => m[0]);
-
-/** Runs the host build of the verifier on a disk chain flattened to a raw image. */
-function verifyChain(top: string): { ok: boolean; records: number; output: string } {
-  const raw = join(bed.dir, `verify-${Date.now()}.raw`);
-  execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', top, raw]);
-  let output: string;
-  let ok = true;
-  try {
-    output = execFileSync(join(guestImageDir(), 'bin', 'vccr-journal'), ['verify', '--dev', raw], { encoding: 'utf8' });
-  } catch (err) {
-    ok = false;
-    output = String((err as { stdout?: string }).stdout ?? err);
-  } finally {
-    execFileSync('rm', ['-f', raw]);
-  }
-  const records = Number(/records=(\d+)/.exec(output)?.[1] ?? -1);
-  return { ok, records, output: output.trim() };
-}
+const wrote = journalWrites;
+const verifyChain = (top: string) => verifyJournalDisk(bed, top);
 
 before(async () => {
   bed = await TestBed.start({ hosts: ['a'] });

@@ -3,51 +3,14 @@
 // this test computes independently) — the MPI library's TCP connections and its ranks' memory survive.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { TestBed, guestImageDir } from '../harness/testbed';
-import { readConsole, waitForConsole } from '../harness/console';
-import type { ClusterSpecInput } from '../common/spec';
-import { expectedChecksum } from './helpers/mpi';
-import { sinceLastRestore } from './helpers/ring-check';
+import { TestBed } from '../harness/testbed';
+import { waitForConsole } from '../harness/console';
+import { MPI_VMS, assertMpiFinishedFrom, mpiIterationAtCheckpoint, mpiSpec } from './helpers/mpi';
 
 const CLUSTER = 'mpi';
 const ITERATIONS = 100;
-const VMS = [
-  { name: 'mpi0', host: 'a' },
-  { name: 'mpi1', host: 'b' },
-  { name: 'mpi2', host: 'a' },
-];
+const VMS = MPI_VMS;
 let bed: TestBed;
-
-function spec(): ClusterSpecInput {
-  if (!bed.network) throw new Error('no network');
-  const image = guestImageDir();
-  const ips = VMS.map((_, i) => `10.77.0.${11 + i}`);
-  return {
-    cluster: CLUSTER,
-    store: bed.store,
-    pauseBoundSeconds: 60,
-    hosts: { a: {}, b: {} },
-    vms: VMS.map((vm, i) => ({
-      name: vm.name,
-      host: vm.host,
-      memoryMiB: 256,
-      boot: {
-        kernel: join(image, 'vmlinuz'),
-        initrd: join(image, 'initrd-mpi.img'),
-        append: [
-          'console=ttyS0 quiet panic=-1 init_on_free=1',
-          `vccr.ip=${ips[i]}/24 vccr.run=mpi`,
-          `vccr.args=--node,${i},${ips.map((ip) => `--host,${ip}`).join(',')},--,--iterations,${ITERATIONS},--sleep-ms,200`,
-        ].join(' '),
-      },
-      nics: [{ id: 'net0', tap: bed.network?.taps[i] ?? '' }],
-      netns: bed.network?.name,
-    })),
-  };
-}
-
-const iterations = (text: string) => [...text.matchAll(/^MPI ITER (\d+)\/\d+ ok$/gm)].map((m) => Number(m[1]));
 
 before(async () => {
   bed = await TestBed.start({ hosts: ['a', 'b'], taps: 3 });
@@ -58,7 +21,7 @@ after(async () => {
 });
 
 test('an Open MPI job checkpointed mid-run, killed and restarted finishes with the correct result', { timeout: 600_000 }, async (t) => {
-  await bed.vccr.up(spec());
+  await bed.vccr.up(mpiSpec(bed, CLUSTER, VMS, ITERATIONS));
   const rank0 = bed.consoleLog('a', CLUSTER, 'mpi0');
   await waitForConsole(rank0, /^MPI ITER 15\/\d+ ok$/m, { timeoutMs: 300_000 });
 
@@ -66,9 +29,7 @@ test('an Open MPI job checkpointed mid-run, killed and restarted finishes with t
   assert.ok('downtimeMs' in result);
   t.diagnostic(`checkpoint of the MPI cluster: downtime ${result.downtimeMs} ms, ${result.totalBytes} bytes`);
   const { manifest } = await bed.vccr.checkpoints.show(CLUSTER, result.checkpointId);
-  const rank0Manifest = manifest.vms.find((v) => v.name === 'mpi0');
-  assert.ok(rank0Manifest?.console);
-  const atCheckpoint = iterations(readConsole(rank0Manifest.console.path, 0, rank0Manifest.console.offsetAtPause)).at(-1) ?? 0;
+  const atCheckpoint = mpiIterationAtCheckpoint(manifest);
   assert.ok(atCheckpoint > 0 && atCheckpoint < ITERATIONS, `checkpointed mid-run (iteration ${atCheckpoint} of ${ITERATIONS})`);
 
   // The job goes on after the checkpoint; then the whole cluster dies.
@@ -76,14 +37,5 @@ test('an Open MPI job checkpointed mid-run, killed and restarted finishes with t
   assert.equal((await bed.killAllVms()).length, 3);
 
   await bed.vccr.restart(CLUSTER, { checkpointId: result.checkpointId });
-  const done = await waitForConsole(rank0, /^MPI RESULT (OK|FAIL).*$/m, { from: readConsole(rank0).lastIndexOf('=== vccr: restoring'), timeoutMs: 300_000 });
-
-  const restoredFrom = readConsole(rank0).lastIndexOf('=== vccr: restoring');
-  await waitForConsole(rank0, /^VCCR-WORKLOAD-EXIT code=\d+$/m, { from: restoredFrom, timeoutMs: 60_000 });
-  const after = sinceLastRestore(rank0, result.checkpointId);
-  t.diagnostic(`after the restore: ${after.split('\n').filter((l) => l.startsWith('MPI')).slice(-2).join(' | ')}`);
-  assert.doesNotMatch(after, /^MPI (ERROR|LAUNCH)/m, 'no MPI error and no relaunch after the restore');
-  assert.equal(iterations(after)[0], atCheckpoint + 1, 'the job continues from the iteration after the checkpoint');
-  assert.equal(done[0], `MPI RESULT OK checksum=${expectedChecksum(3, ITERATIONS, 4096)}`);
-  assert.match(after, /^VCCR-WORKLOAD-EXIT code=0$/m);
+  t.diagnostic(`after the restore: ${await assertMpiFinishedFrom(rank0, result.checkpointId, atCheckpoint, ITERATIONS)}`);
 });

@@ -16,6 +16,7 @@ import { VCCR_CLUSTER, VCCR_OPERATION, VCCR_PHASE } from '../common/search-attri
 import {
   acquireUpdate,
   clusterStateQuery,
+  noteSignal,
   releaseSignal,
   rolloverSignal,
   type AcquireRequest,
@@ -90,6 +91,12 @@ export async function clusterRecord(input: ClusterRecordInput): Promise<void> {
       ...(req.checkpointId ? { checkpointId: req.checkpointId } : {}),
       ...(req.detail ? { detail: req.detail } : {}),
     });
+    if (state.recent.length > RECENT_LIMIT) state.recent.splice(0, state.recent.length - RECENT_LIMIT);
+    publish();
+  });
+
+  setHandler(noteSignal, (note) => {
+    state.recent.push({ ...note, at: Date.now() });
     if (state.recent.length > RECENT_LIMIT) state.recent.splice(0, state.recent.length - RECENT_LIMIT);
     publish();
   });

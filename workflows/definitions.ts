@@ -2,7 +2,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { ClusterSpec } from '../common/spec';
 
-export type OperationKind = 'launch' | 'checkpoint' | 'restart' | 'shutdown' | 'delete';
+export type OperationKind = 'launch' | 'checkpoint' | 'restart' | 'shutdown' | 'delete' | 'protect' | 'retention' | 'recover';
 
 // ---- the cluster record: one long-lived workflow per cluster (id: vccr-cluster-<name>) ------------------
 
@@ -64,7 +64,11 @@ export interface ReleaseRequest {
   detail?: string;
 }
 
+/** Something worth keeping in the record's recent list that is not a lock release (a recovery, say). */
+export type NoteRequest = Omit<ClusterOperationRecord, 'at'>;
+
 export const acquireUpdate = defineUpdate<AcquireReply, [AcquireRequest]>('acquire');
+export const noteSignal = defineSignal<[NoteRequest]>('note');
 export const releaseSignal = defineSignal<[ReleaseRequest]>('release');
 /** The `state` query's answer (documented in docs/queries.md). */
 export interface ClusterStateView extends ClusterState {

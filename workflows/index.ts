@@ -7,3 +7,6 @@ export { shutdownCluster } from './shutdown';
 export { inspectCluster } from './inspect';
 export { listCheckpoints, showCheckpoint, verifyCheckpoint, deleteCheckpoint } from './checkpoints';
 export { doctorCluster } from './doctor';
+export { protectCluster } from './protect';
+export { watchCluster } from './watch';
+export { recoverCluster } from './recover';

@@ -71,6 +71,10 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
     }
     placement = Object.fromEntries(manifest.vms.map((vm) => [vm.name, input.hostMap[vm.host] ?? vm.host]));
     targets = groupByHost(placement);
+    const deadTargets = input.unreachable.filter((h) => targets.has(h));
+    if (deadTargets.length) {
+      throw ApplicationFailure.nonRetryable(`VMs would be placed on unreachable host(s) ${deadTargets.join(', ')}: remap them with hostMap`, 'InvalidInput');
+    }
     progress.addVms(placement);
     progress.vms(Object.keys(placement), 'verifying');
     const byName = new Map(manifest.vms.map((vm) => [vm.name, vm]));
@@ -88,6 +92,10 @@ export async function restartCluster(rawInput: RestartInput): Promise<RestartRes
     const allVms = manifest.vms.map((vm) => vm.name);
     const remappedAway = new Set(Object.keys(input.hostMap).filter((h) => input.hostMap[h] !== h));
     const candidates = new Set([...Object.values(oldPlacement), ...manifestHosts, ...targets.keys()]);
+    for (const host of input.unreachable) {
+      candidates.delete(host);
+      unreachableHosts.push(host);
+    }
     const everywhere = new Map([...candidates].map((h) => [h, allVms]));
     const gone = await onEveryHostSettled(everywhere, (host, vms) => withSummary(hosts(host).quick, `${input.force ? 'stop' : 'check'} old VMs on host ${host}`).ensureVmsGone({ cluster, vms, force: input.force }));
     for (const r of gone) {

@@ -13,6 +13,8 @@ import { CHECKPOINT_ID_PATTERN } from '../../common/names';
 import { storeLayout, type DiskChainRecord } from '../../common/store-layout';
 import { childLogger } from '../../common/logger';
 import { testHook } from '../test-hooks';
+import { chainFiles } from '../qemu-img';
+import { currentChain } from './chains';
 import type { GarbageReport } from './types';
 
 const log = childLogger('garbage');
@@ -63,7 +65,15 @@ async function layersOfManifests(store: string, cluster: string): Promise<Set<st
     }
     const parsed = manifestSchema.safeParse(json);
     if (!parsed.success) throw new Unreadable(describeZodError(parsed.error, `manifest ${path}`));
-    for (const vm of parsed.data.vms) for (const d of vm.disks) for (const layer of [d.frozen, ...d.backing]) named.add(layer);
+    for (const vm of parsed.data.vms) {
+      for (const d of vm.disks) {
+        // Merges shorten a checkpoint's chain (its qcow2 headers are the truth, bounded by the recorded
+        // chain); where the headers cannot be read, the recorded chain is kept whole — a superset.
+        const recorded = [d.frozen, ...d.backing];
+        const current = await currentChain(recorded);
+        for (const layer of 'chain' in current ? current.chain : recorded) named.add(layer);
+      }
+    }
   }
   return named;
 }
@@ -92,6 +102,8 @@ async function layersOnDisk(store: string, cluster: string, named: Set<string>):
         }
         const record: DiskChainRecord = chain.data;
         for (const layer of [record.active, ...record.backing]) named.add(layer);
+        // The running top's headers may name layers chain.json does not know yet (never fewer).
+        for (const layer of await chainFiles(record.active).catch(() => [] as string[])) named.add(layer);
       }
       await testHook('gc:after-chain', vm.name);
       for (const f of await listDir(dir, false)) if (f.isFile() && f.name.endsWith('.qcow2')) layers.push(join(dir, f.name));
@@ -111,12 +123,14 @@ async function isLayerFile(layer: string, realDisksDir: string): Promise<boolean
 /**
  * Deletes the unreferenced layers. Call it only under the cluster lock. Base images outside the store
  * are never candidates. When something cannot be read it deletes nothing and says so in `skipped`.
+ * `open`: chains the hosts reported their running VMs have open (kept whatever the store says).
  */
-export async function collectGarbage(req: { store: string; cluster: string }): Promise<GarbageReport> {
+export async function collectGarbage(req: { store: string; cluster: string; open?: string[][] }): Promise<GarbageReport> {
   let named: Set<string>;
   let layers: string[];
   try {
     named = await layersOfManifests(req.store, req.cluster);
+    for (const layer of (req.open ?? []).flat()) named.add(layer);
     layers = await layersOnDisk(req.store, req.cluster, named);
   } catch (err) {
     if (!(err instanceof Unreadable)) throw err;

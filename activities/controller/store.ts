@@ -14,6 +14,7 @@ import { storeLayout } from '../../common/store-layout';
 import { childLogger } from '../../common/logger';
 import { sha256File } from '../host/hasher';
 import { testHook } from '../test-hooks';
+import { chainProblems } from './chains';
 import { collectGarbage } from './garbage';
 import { earlierUse, recordRun } from './checkpoint-ids';
 import type {
@@ -64,7 +65,7 @@ async function checkpointIds(store: string, cluster: string): Promise<string[]> 
   }
 }
 
-async function committedManifests(store: string, cluster: string): Promise<Manifest[]> {
+export async function committedManifests(store: string, cluster: string): Promise<Manifest[]> {
   const out: Manifest[] = [];
   for (const id of await checkpointIds(store, cluster)) {
     const manifest = await readManifest(storeLayout.manifest(store, cluster, id)).catch((err: unknown) => {
@@ -271,12 +272,9 @@ async function structuralProblems(store: string, manifest: Manifest): Promise<st
     const st = await stat(file).catch(() => undefined);
     if (!st) problems.push(`state file ${file} is missing`);
     else if (st.size !== vm.state.size) problems.push(`state file ${file} has ${st.size} bytes, the manifest says ${vm.state.size}`);
-    for (const disk of vm.disks) {
-      for (const layer of [disk.frozen, ...disk.backing]) {
-        if (!existsSync(layer)) problems.push(`disk layer ${layer} of VM ${vm.name} is missing`);
-      }
-    }
   }
+  // Disk layers: followed through their qcow2 headers, which merges may have shortened (chains.ts).
+  problems.push(...(await chainProblems(manifest)));
   return problems;
 }
 
@@ -287,6 +285,7 @@ export async function listCheckpoints(req: { store: string; cluster: string }): 
     vms: m.vms.length,
     totalBytes: m.totalBytes,
     hosts: [...new Set(m.vms.map((vm) => vm.host))].sort(),
+    placement: Object.fromEntries(m.vms.map((vm) => [vm.name, vm.host])),
   }));
   const failed: FailedCheckpointSummary[] = [];
   let names: string[] = [];
@@ -339,11 +338,7 @@ export async function deleteCheckpoint(req: DeleteCheckpointRequest): Promise<De
   const manifest = await readManifest(storeLayout.manifest(req.store, req.cluster, req.checkpointId)).catch(() => undefined);
   const dir = storeLayout.checkpointDir(req.store, req.cluster, req.checkpointId);
   if (!manifest && !existsSync(dir)) fail(`unknown checkpoint ${req.checkpointId} of cluster ${req.cluster}`, 'UnknownCheckpoint');
-  const removedFiles = existsSync(dir) ? (await readdir(dir)).map((f) => join(dir, f)) : [];
-  // Manifest first: from this moment the checkpoint does not exist, even if the rest is interrupted.
-  await rm(storeLayout.manifest(req.store, req.cluster, req.checkpointId), { force: true });
-  fsyncDir(dir);
-  await rm(dir, { recursive: true, force: true });
+  const removedFiles = await removeCheckpointFiles(req.store, req.cluster, req.checkpointId);
   // The checkpoint is gone already: whatever goes wrong collecting garbage must not make the delete fail.
   const garbage = await collectGarbage({ store: req.store, cluster: req.cluster }).catch((err: unknown) => ({
     removedLayers: [],
@@ -351,4 +346,14 @@ export async function deleteCheckpoint(req: DeleteCheckpointRequest): Promise<De
     skipped: `garbage collection failed: ${err instanceof Error ? err.message : String(err)}`,
   }));
   return { checkpointId: req.checkpointId, removedFiles, ...garbage };
+}
+
+/** Removes a checkpoint's folder, manifest first: from that moment it does not exist, even if the rest is interrupted. */
+export async function removeCheckpointFiles(store: string, cluster: string, checkpointId: string): Promise<string[]> {
+  const dir = storeLayout.checkpointDir(store, cluster, checkpointId);
+  const removedFiles = existsSync(dir) ? (await readdir(dir)).map((f) => join(dir, f)) : [];
+  await rm(storeLayout.manifest(store, cluster, checkpointId), { force: true });
+  fsyncDir(dir);
+  await rm(dir, { recursive: true, force: true });
+  return removedFiles;
 }

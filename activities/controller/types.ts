@@ -50,6 +50,8 @@ export interface CheckpointSummary {
   vms: number;
   totalBytes: number;
   hosts: string[];
+  /** VM → host it ran on when checkpointed. */
+  placement: Record<string, string>;
 }
 
 export interface FailedCheckpointSummary {

@@ -177,7 +177,8 @@ export async function freezeDisks(runtime: HostRuntime, req: FreezeRequest): Pro
         }
         await qmp.command('blockdev-snapshot-sync', { device, 'snapshot-file': newActive, format: 'qcow2' });
         frozenLayer = disk.active;
-        backing = disk.backing;
+        // QEMU's chain, not the record's: merges (compact.ts) may have shortened it since.
+        backing = backingChain(current.image).slice(1);
       }
       frozen.push({ id: disk.id, frozen: frozenLayer, backing, newActive });
       chains.push({ id: disk.id, active: newActive, backing: [frozenLayer, ...backing] });

@@ -4,6 +4,7 @@
 import { inspectVms, stopVms, ensureVmsGone } from './lifecycle';
 import { prepareCheckpoint, pauseVms, freezeDisks, saveVmStates, resumeVms } from './checkpoint-steps';
 import { launchVms, verifyStateFiles, loadVmStates } from './restore-steps';
+import { compactDisks } from './compact';
 import { ProgressReporter, type SignalProgress } from './progress';
 import type { HostRuntime } from './runtime';
 import { allHeartbeating } from '../heartbeat';
@@ -21,6 +22,7 @@ import {
   stopRequestSchema,
   verifyStateRequestSchema,
   vmRefSchema,
+  compactRequestSchema,
 } from './requests';
 
 export function createHostActivities(runtime: HostRuntime, signalProgress: SignalProgress) {
@@ -43,6 +45,7 @@ export function createHostActivities(runtime: HostRuntime, signalProgress: Signa
     }),
     resumeVms: validated('resumeVms', resumeRequestSchema, (req) => resumeVms(runtime, req)),
     verifyStateFiles: validated('verifyStateFiles', verifyStateRequestSchema, (req) => verifyStateFiles(runtime, req)),
+    compactDisks: validated('compactDisks', compactRequestSchema, (req) => compactDisks(runtime, req)),
     loadVmStates: validated('loadVmStates', loadRequestSchema, async (req) => {
       const progress = new ProgressReporter(req.progressWorkflowId, signalProgress);
       try {

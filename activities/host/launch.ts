@@ -9,6 +9,7 @@ import { storeLayout } from '../../common/store-layout';
 import type { ResolvedVm } from '../../common/spec';
 import { buildQemuArgs } from './qemu-args';
 import { createOverlay, writeChainRecord } from './disks';
+import { chainFiles } from '../qemu-img';
 import type { HostRuntime } from './runtime';
 import type { VmRecord } from './registry';
 import type { DiskChain, LaunchedVm } from './types';
@@ -69,7 +70,8 @@ export async function launchVm(runtime: HostRuntime, req: LaunchOne): Promise<La
       const chain = req.frozen[disk.id];
       if (!chain?.[0]) throw ApplicationFailure.nonRetryable(`no frozen layer recorded for disk ${disk.id} of VM ${vm.name}`, 'CorruptManifest');
       await createOverlay(layer, chain[0], 'qcow2');
-      backing = chain;
+      // The headers are the truth: merges may have shortened the chain the manifest recorded.
+      backing = (await chainFiles(layer)).slice(1);
     } else {
       await createOverlay(layer, disk.image, disk.format);
       backing = [disk.image];

@@ -16,7 +16,8 @@ const runIdSchema = z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be a workflow
 /** Temporal workflow ids we send progress signals to. */
 const workflowIdSchema = z.string().min(1).max(400).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
 
-export const vmRefSchema = z.object({ cluster: nameSchema, vms: vmNames }).strict();
+/** An inspection; an empty list only asks whether the host worker is there (the protection watch's probe). */
+export const vmRefSchema = z.object({ cluster: nameSchema, vms: z.array(nameSchema).max(1024) }).strict();
 
 export const prepareRequestSchema = z
   .object({ cluster: nameSchema, store: absolutePathSchema, checkpointId: checkpointIdSchema, vms: vmNames })
@@ -162,3 +163,15 @@ export const readMarkersRequestSchema = z
   .strict();
 
 export const removeMarkerRequestSchema = z.object({ store: absolutePathSchema, token: doctorTokenSchema, marker: markerSchema }).strict();
+
+// ---- merging disk layers under running VMs (activities/host/compact.ts) ----
+
+export const compactRequestSchema = z
+  .object({
+    cluster: nameSchema,
+    store: absolutePathSchema,
+    vms: vmNames,
+    /** Layers that must stay (the frozen layers of retained checkpoints); top and base always stay. */
+    keep: z.array(absolutePathSchema).max(100_000),
+  })
+  .strict();

@@ -16,6 +16,7 @@ export type ResumeRequest = z.infer<typeof requests.resumeRequestSchema>;
 export type StopRequest = z.infer<typeof requests.stopRequestSchema>;
 export type EnsureGoneRequest = z.infer<typeof requests.ensureGoneRequestSchema>;
 export type VerifyStateRequest = z.infer<typeof requests.verifyStateRequestSchema>;
+export type CompactRequest = z.infer<typeof requests.compactRequestSchema>;
 
 export interface DiskChain {
   id: string;

@@ -228,6 +228,32 @@ const BlockdevSnapshotSyncArgs = z
   })
   .refine((a) => (a.device === undefined) !== (a['node-name'] === undefined), 'give exactly one of device or node-name');
 
+/** Copies data from the layers between `device` and `base-node` into `device`, then drops them from its chain. */
+const BlockStreamArgs = z.strictObject({
+  'job-id': z.string().min(1),
+  /** Node name (or drive id) of the layer that takes the data: the active layer or an intermediate one. */
+  device: z.string().min(1),
+  /** The layer it backs onto afterwards; absent: stream everything (no backing file left). */
+  'base-node': z.string().min(1).optional(),
+  /** Bytes per second; 0: unlimited. */
+  speed: uint.optional(),
+});
+
+/** `BlockJobInfo` (query-block-jobs). */
+export const BlockJobInfoSchema = z.looseObject({
+  device: z.string(),
+  type: z.string(),
+  len: uint,
+  offset: uint,
+  busy: z.boolean(),
+  paused: z.boolean(),
+  speed: uint,
+  ready: z.boolean(),
+  status: z.string(),
+  error: z.string().optional(),
+});
+export type BlockJobInfo = z.output<typeof BlockJobInfoSchema>;
+
 // ---------------------------------------------------------------------------------------------
 // The command map
 
@@ -256,6 +282,9 @@ export const QMP_COMMANDS = {
   'query-migrate-parameters': { args: null, returns: MigrationParametersSchema },
   'blockdev-snapshot-sync': { args: BlockdevSnapshotSyncArgs, returns: EmptyReturn },
   'query-block': { args: null, returns: z.array(BlockInfoSchema) },
+  /** Starts a stream job and returns at once; BLOCK_JOB_COMPLETED (with `error` if it failed) ends it. */
+  'block-stream': { args: BlockStreamArgs, returns: EmptyReturn },
+  'query-block-jobs': { args: null, returns: z.array(BlockJobInfoSchema) },
   'query-named-block-nodes': {
     args: z.strictObject({ flat: z.boolean().optional() }).optional(),
     returns: z.array(BlockDeviceInfoSchema),

@@ -19,6 +19,8 @@ export const KNOWN_EVENT_DATA = {
   MIGRATION: z.looseObject({ status: MigrationStatusSchema }),
   /** Emitted only when the `events` migration capability is on; `pass` counts RAM passes. */
   MIGRATION_PASS: z.looseObject({ pass: z.int() }),
+  /** A block job ended: `error` is set when it failed (the job's changes to the chain did not happen). */
+  BLOCK_JOB_COMPLETED: z.looseObject({ device: z.string(), type: z.string(), error: z.string().optional() }),
 } as const;
 export type KnownEventName = keyof typeof KNOWN_EVENT_DATA;
 

@@ -5,5 +5,6 @@ import { diskSection } from './disk';
 import { guestSection } from './guest';
 import { ramSection } from './ram';
 import { tinySection } from './tiny';
+import { protectBenchSection } from './protect';
 
-export const SECTIONS: RegisteredSection[] = [guestSection, ramSection, diskSection, tinySection];
+export const SECTIONS: RegisteredSection[] = [guestSection, ramSection, diskSection, tinySection, protectBenchSection];

@@ -7,9 +7,13 @@ import { checkpointsDelete, checkpointsList, checkpointsShow, checkpointsVerify 
 import { status } from './status';
 import { down } from './down';
 import { doctor } from './doctor';
+import { protect } from './protect';
+import { recover } from './recover';
 
 export const COMMANDS: readonly Command[] = [
   up,
+  protect,
+  recover,
   checkpoint,
   restart,
   checkpointsList,

@@ -16,10 +16,11 @@ export const status: Command = {
     if (named === undefined) {
       return async (ctx) => {
         const vccr = await ctx.connect();
-        const states: ClusterState[] = [];
+        const states: Array<ClusterState & { watch?: string }> = [];
         for (const name of await vccr.clusters()) {
           const s = await vccr.clusterState(name);
-          if (s) states.push(s);
+          const watch = s ? await vccr.protection.watchState(name) : undefined;
+          if (s) states.push({ ...s, ...(watch ? { watch: watch.phase } : {}) });
         }
         ctx.print(describeClusters(states), states);
         return EXIT.ok;
@@ -27,8 +28,10 @@ export const status: Command = {
     }
     const cluster = clusterName(named);
     return async (ctx) => {
-      const result = await (await ctx.connect()).status(cluster);
-      ctx.print(describeStatus(result), result);
+      const vccr = await ctx.connect();
+      const result = await vccr.status(cluster);
+      const protection = await vccr.protection.status(cluster);
+      ctx.print(describeStatus(result, protection), { ...result, protection });
       return result.vms.every((v) => v.alive && v.qmpStatus === 'running') ? EXIT.ok : EXIT.failed;
     };
   },

@@ -1,4 +1,74 @@
-// The checksum vccr-mpi-check prints on success, computed independently from guest/README.md's definition.
+// The MPI test cluster (one rank per VM on the bed's private network) and the checksum vccr-mpi-check
+// prints on success, computed independently from guest/README.md's definition.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { guestImageDir, type TestBed } from '../../harness/testbed';
+import { readConsole, waitForConsole } from '../../harness/console';
+import type { ClusterSpecInput } from '../../common/spec';
+import type { Manifest } from '../../common/manifest';
+import { sinceLastRestore } from './ring-check';
+
+/** Three ranks on two hosts. */
+export const MPI_VMS = [
+  { name: 'mpi0', host: 'a' },
+  { name: 'mpi1', host: 'b' },
+  { name: 'mpi2', host: 'a' },
+];
+
+/** A cluster running the self-checking MPI job across `vms` (VM i gets 10.77.0.(11+i) on tap i). */
+export function mpiSpec(bed: TestBed, cluster: string, vms: Array<{ name: string; host: string }>, iterations: number, extra: Partial<ClusterSpecInput> = {}): ClusterSpecInput {
+  const image = guestImageDir();
+  const ips = vms.map((_, i) => `10.77.0.${11 + i}`);
+  return {
+    cluster,
+    store: bed.store,
+    pauseBoundSeconds: 60,
+    hosts: Object.fromEntries([...new Set(vms.map((v) => v.host))].map((h) => [h, {}])),
+    vms: vms.map((vm, i) => ({
+      name: vm.name,
+      host: vm.host,
+      memoryMiB: 256,
+      boot: {
+        kernel: join(image, 'vmlinuz'),
+        initrd: join(image, 'initrd-mpi.img'),
+        append: [
+          'console=ttyS0 quiet panic=-1 init_on_free=1',
+          `vccr.ip=${ips[i]}/24 vccr.run=mpi`,
+          `vccr.args=--node,${i},${ips.map((ip) => `--host,${ip}`).join(',')},--,--iterations,${iterations},--sleep-ms,200`,
+        ].join(' '),
+      },
+      nics: [{ id: 'net0', tap: bed.network?.taps[i] ?? '' }],
+      netns: bed.network?.name,
+    })),
+    ...extra,
+  };
+}
+
+/** The iterations rank 0 reported (MPI ITER k/n ok), in order. */
+export const mpiIterations = (text: string) => [...text.matchAll(/^MPI ITER (\d+)\/\d+ ok$/gm)].map((m) => Number(m[1]));
+
+/** The last iteration rank 0 had reported when the checkpoint paused it. */
+export function mpiIterationAtCheckpoint(manifest: Manifest): number {
+  const rank0 = manifest.vms.find((v) => v.name === 'mpi0');
+  assert.ok(rank0?.console, 'the manifest records rank 0 console');
+  return mpiIterations(readConsole(rank0.console.path, 0, rank0.console.offsetAtPause)).at(-1) ?? 0;
+}
+
+/**
+ * After a restore from `checkpointId`: the job goes on from the iteration after the checkpoint, without an
+ * MPI error or relaunch, and finishes with the independently computed checksum. Returns its last lines.
+ */
+export async function assertMpiFinishedFrom(rank0: string, checkpointId: string, atCheckpoint: number, iterations: number): Promise<string> {
+  const restoredFrom = readConsole(rank0).lastIndexOf('=== vccr: restoring');
+  const done = await waitForConsole(rank0, /^MPI RESULT (OK|FAIL).*$/m, { from: restoredFrom, timeoutMs: 600_000 });
+  await waitForConsole(rank0, /^VCCR-WORKLOAD-EXIT code=\d+$/m, { from: restoredFrom, timeoutMs: 60_000 });
+  const after = sinceLastRestore(rank0, checkpointId);
+  assert.doesNotMatch(after, /^MPI (ERROR|LAUNCH)/m, 'no MPI error and no relaunch after the restore');
+  assert.equal(mpiIterations(after)[0], atCheckpoint + 1, 'the job continues from the iteration after the checkpoint');
+  assert.equal(done[0], `MPI RESULT OK checksum=${expectedChecksum(3, iterations, 4096)}`);
+  assert.match(after, /^VCCR-WORKLOAD-EXIT code=0$/m);
+  return after.split('\n').filter((l) => l.startsWith('MPI')).slice(-2).join(' | ');
+}
 
 const M64 = (1n << 64n) - 1n;
 const MAGIC = 0x564d5049424c4b31n;
