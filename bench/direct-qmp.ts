@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { QmpClient } from '../activities/qmp';
 import { StateReceiver, sendState } from '../activities/host/transfer';
-import { writeFileAtomic } from '../common/fsutil';
+import { writeFileAtomic } from '../node/fsutil';
 import { spread } from '../common/stats';
 
 /** What the script needs to know about a running VM (read from the host worker's vm.json). */

@@ -4,7 +4,7 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { identify, isAlive, terminate, type ProcessIdentity } from '../common/proc';
+import { identify, isAlive, terminate, type ProcessIdentity } from '../node/proc';
 
 type Record =
   | { kind: 'process'; pid: number; startTime: string; what: string }

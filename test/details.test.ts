@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { renderClusterDetails, renderDetails } from '../workflows/details';
 import { formatBytes, stateFiles, vmList } from '../workflows/summary';
-import type { OperationProgress, VmProgress } from '../workflows/definitions';
+import type { OperationProgress, VmProgress } from '../common/messages';
 
 const MiB = 1024 * 1024;
 

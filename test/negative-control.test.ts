@@ -13,7 +13,7 @@ import { readConsole, ringErrors, ringTokens, waitForConsole } from '../harness/
 import { QmpClient } from '../activities/qmp';
 import { StateReceiver } from '../activities/host/transfer';
 import { manifestSchema, type Manifest } from '../common/manifest';
-import { sleep } from '../common/proc';
+import { sleep } from '../node/proc';
 import { assertRingContinued, sinceLastRestore } from './helpers/ring-check';
 
 const CLUSTER = 'negative';

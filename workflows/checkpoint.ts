@@ -24,6 +24,7 @@ import { failWith, reasonOf, validateInput } from './validate';
 import { taskQueueOf } from '../common/spec';
 import { spread } from '../common/stats';
 import { formatBytes, stateFiles, vmList, withSummary } from './summary';
+import { storeLayout } from '../common/store-layout';
 
 export interface CheckpointResult {
   cluster: string;
@@ -162,7 +163,7 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
           machineType: vm.machineType,
           qemuVersion: report.qemuVersion,
           argv: vm.argv,
-          state: { file: `${vm.name}.state`, size: save.size, sha256: save.sha256, ...(save.codec ? { codec: save.codec, rawSize: save.rawSize ?? 0 } : {}) },
+          state: { file: storeLayout.stateFileName(vm.name), size: save.size, sha256: save.sha256, ...(save.codec ? { codec: save.codec, rawSize: save.rawSize ?? 0 } : {}) },
           disks: (freeze?.disks ?? []).map((d) => ({ id: d.id, frozen: d.frozen, backing: d.backing })),
           ...(pause.consoleOffset !== undefined ? { console: { path: vm.consoleLog, offsetAtPause: pause.consoleOffset } } : {}),
           timings: {

@@ -7,7 +7,7 @@ import type { VmStatus } from '../activities/host/types';
 import { controllerActivities, hostActivities } from './proxies';
 import { groupByHost, onEveryHostSettled } from './hosts';
 import { reasonOf, validateInput } from './validate';
-import type { ClusterState } from './definitions';
+import type { ClusterState } from '../common/messages';
 import { vmList, withSummary } from './summary';
 
 export interface InspectResult {

@@ -9,7 +9,7 @@ import {
   type OperationKind,
   type OperationProgress,
   type VmPhaseState,
-} from './definitions';
+} from '../common/messages';
 import { renderDetails } from './details';
 
 export class ProgressTracker {

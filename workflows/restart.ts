@@ -12,7 +12,7 @@ import { barrierLead, controllerActivities, hostActivities } from './proxies';
 import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
 import { ProgressTracker } from './progress';
 import { failWith, reasonOf, validateInput } from './validate';
-import type { AcquireReply } from './definitions';
+import type { AcquireReply } from '../common/messages';
 import { spread } from '../common/stats';
 import { stateFiles, vmList, withSummary } from './summary';
 

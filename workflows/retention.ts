@@ -12,7 +12,7 @@ import { controllerActivities, hostActivities } from './proxies';
 import { groupByHost, onEveryHostSettled } from './hosts';
 import type { ProgressTracker } from './progress';
 import { reasonOf } from './validate';
-import type { AcquireReply } from './definitions';
+import type { AcquireReply } from '../common/messages';
 import { vmList, withSummary } from './summary';
 
 export interface RetentionOutcome {

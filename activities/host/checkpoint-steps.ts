@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { z } from 'zod';
 import { stateCodecSchema } from '../../common/spec';
-import { fsyncDir, writeFileAtomic } from '../../common/fsutil';
+import { fsyncDir, writeFileAtomic } from '../../node/fsutil';
 import { checkpointLayerLabel, storeLayout } from '../../common/store-layout';
 import { backingChain, type QmpClient } from '../qmp';
 import { writeChainRecord } from './disks';

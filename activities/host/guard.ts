@@ -2,7 +2,7 @@
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { isAlive, processStartTime } from '../../common/proc';
+import { isAlive, processStartTime } from '../../node/proc';
 
 export const GUARD_PID_FILE = 'pause-guard.pid';
 const GUARD_SCRIPT = join(__dirname, '..', '..', 'workers', 'pause-guard.js');

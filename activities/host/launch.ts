@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
-import { processStartTime, terminate } from '../../common/proc';
+import { processStartTime, terminate } from '../../node/proc';
 import { storeLayout } from '../../common/store-layout';
 import type { ResolvedVm } from '../../common/spec';
 import { buildQemuArgs } from './qemu-args';

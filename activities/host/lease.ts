@@ -13,7 +13,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { replaceFileSync } from '../../common/fsutil';
+import { replaceFileSync } from '../../node/fsutil';
 
 export const leaseSchema = z.object({
   checkpointId: z.string(),

@@ -3,7 +3,7 @@
 import { Context, ApplicationFailure } from '@temporalio/activity';
 import { hostNow } from './clock';
 import { join } from 'node:path';
-import { sha256File } from './hasher';
+import { sha256File } from '../../node/hasher';
 import { launchVm } from './launch';
 import { sendState } from './transfer';
 import { storeLayout } from '../../common/store-layout';

@@ -3,7 +3,7 @@
 // protocol failure tears the whole session down and fails everything still waiting, at once.
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { childLogger, type Logger } from '../../common/logger';
+import { childLogger, type Logger } from '../../node/logger';
 import {
   isTypedCommand,
   parseReturn,

@@ -5,8 +5,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestBed } from '../../harness/testbed';
-import { sleep } from '../../common/proc';
-import { progressQuery } from '../../workflows/definitions';
+import { sleep } from '../../node/proc';
+import { progressQuery } from '../../common/messages';
 import { toVccrError } from '../../client/errors';
 import { assertRingContinued } from '../helpers/ring-check';
 import {

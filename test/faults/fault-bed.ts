@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { TestBed, REPO_ROOT, guestImageDir } from '../../harness/testbed';
 import { consoleSize, readConsole, ringErrors, ringTokens, waitForConsole } from '../../harness/console';
 import { QmpClient } from '../../activities/qmp';
-import { isAlive, sleep } from '../../common/proc';
+import { isAlive, sleep } from '../../node/proc';
 import type { ClusterSpecInput } from '../../common/spec';
 import { assertRingContinued } from '../helpers/ring-check';
 import { assertJournalContinued, assertMemfillContinued } from '../helpers/continuation';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestBed } from '../../harness/testbed';
-import { sleep } from '../../common/proc';
+import { sleep } from '../../node/proc';
 import { CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, RUNS, assertClusterHealthy, assertStoreClean, random, report, restoreAndVerify, startCheckpoint, startFaultBed } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { TestBed, guestImageDir } from '../../harness/testbed';
 import { Tmpfs } from '../../harness/tmpfs';
 import { waitForConsole } from '../../harness/console';
-import { sleep } from '../../common/proc';
+import { sleep } from '../../node/proc';
 import type { ClusterSpecInput } from '../../common/spec';
 import { RUNS, random, report } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';

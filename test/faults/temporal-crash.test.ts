@@ -3,7 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestBed } from '../../harness/testbed';
-import { sleep } from '../../common/proc';
+import { sleep } from '../../node/proc';
 import { HOME, PAUSE_BOUND_S, PauseMonitor, RUNS, assertClusterHealthy, assertStoreClean, random, report, restoreAndVerify, startCheckpoint, startFaultBed } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
