@@ -15,7 +15,7 @@ import { createHostPreflightActivities } from '../activities/host/preflight';
 import { transferProgressSignal } from '../common/messages';
 import { checkConfiguredStore, connectClient, connectWorker, installSdkLogging, runUntilSignalled } from './runtime';
 import { exitWithUsage, parseWorkerArgs, UsageError, type WorkerArgs, type WorkerProgram } from './flags';
-import { ensurePauseGuard } from '../activities/host/guard';
+import { ensurePauseGuard } from '../activities/host/pause-guard';
 
 const PROGRAM: WorkerProgram = {
   name: 'vccr-host-worker',

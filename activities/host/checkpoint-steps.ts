@@ -14,7 +14,7 @@ import { backingChain, type QmpClient } from '../qmp';
 import { writeChainRecord } from './disks';
 import { consoleSize } from './launch';
 import { StateReceiver } from './transfer';
-import { ensurePauseGuard } from './guard';
+import { ensurePauseGuard } from './pause-guard';
 import { testHook } from '../test-hooks';
 import type { HostRuntime } from './runtime';
 import type { VmRecord } from './registry';

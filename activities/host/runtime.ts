@@ -8,7 +8,7 @@ import { QmpClient } from '../qmp';
 import { isAlive } from '../../node/proc';
 import { probeQemuBinary, type QemuBinaryInfo } from './qemu-binary';
 import { VmRegistry, type VmRecord } from './registry';
-import { PauseWatchdog } from './watchdog';
+import { PauseWatchdog } from './pause-guard';
 
 export interface HostRuntimeOptions {
   hostId: string;
