@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { QmpClient } from '../activities/qmp';
+import { MIGRATION_FINAL_STATUSES, QmpClient, type QmpEvent } from '../activities/qmp';
 import { StateReceiver, sendState } from '../activities/host/transfer';
 import { writeFileAtomic } from '../node/fsutil';
 import { spread } from '../common/stats';
@@ -76,8 +76,8 @@ export interface DirectRestartResult {
 }
 
 const UNLIMITED_BANDWIDTH = 2 ** 40;
-const MIGRATION_DONE = (e: { data?: unknown }) => ['completed', 'failed', 'cancelled'].includes(String((e.data as { status?: string } | undefined)?.status));
-const statusOf = (e: { data?: unknown }) => String((e.data as { status?: string } | undefined)?.status);
+const MIGRATION_DONE = (e: QmpEvent<'MIGRATION'>) => MIGRATION_FINAL_STATUSES.includes(e.data.status);
+const statusOf = (e: QmpEvent<'MIGRATION'>) => e.data.status;
 
 /** Every VM a set of host workers recorded for `cluster` (<stateDir>/<cluster>/<vm>/vm.json). */
 export function readVmRecords(stateDirs: string[], cluster: string): DirectVm[] {

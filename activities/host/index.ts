@@ -2,7 +2,8 @@
 // worker trusts no caller: every request is validated with its schema (requests.ts) before anything is
 // done, and refused as InvalidRequest, naming the field, otherwise.
 import { inspectVms, stopVms, ensureVmsGone } from './lifecycle';
-import { prepareCheckpoint, pauseVms, freezeDisks, saveVmStates, resumeVms } from './checkpoint-steps';
+import { prepareCheckpoint, pauseVms, freezeDisks, resumeVms } from './checkpoint-steps';
+import { saveVmStates } from './save-step';
 import { launchVms, verifyStateFiles, loadVmStates } from './restore-steps';
 import { compactDisks } from './compact';
 import { ProgressReporter, type SignalProgress } from './progress';

@@ -5,7 +5,7 @@ import { hostNow } from './clock';
 import { join } from 'node:path';
 import { sha256File } from '../../node/hasher';
 import { launchVm } from './launch';
-import { sendState } from './transfer';
+import { loadFromStream } from './migration';
 import { storeLayout } from '../../common/store-layout';
 import { testHook } from '../test-hooks';
 import type { HostRuntime } from './runtime';
@@ -74,28 +74,21 @@ export async function loadVmStates(
           if (before !== 'inmigrate') {
             throw ApplicationFailure.nonRetryable(`VM ${vm.name} is ${before}, not waiting for its state`, 'NotIncoming');
           }
-          const socket = join(runtime.registry.vmDir(req.cluster, vm.name), 'load.sock');
-          await qmp.command('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
-          const done = qmp.waitForEvent(
-            'MIGRATION',
-            (e) => ['completed', 'failed'].includes(String((e.data as { status?: string }).status)),
-            24 * 3600_000,
-          );
-          done.catch(() => undefined);
-          await qmp.command('migrate-incoming', { uri: `unix:${socket}` });
-          await testHook('load:before-send', vm.name);
           const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, vm.name);
-          const sent = await sendState(socket, file, {
+          await loadFromStream(qmp, {
+            vm: vm.name,
+            socketPath: join(runtime.registry.vmDir(req.cluster, vm.name), 'load.sock'),
+            file,
             signal: ctx.cancellationSignal,
             ...(vm.codec ? { codec: vm.codec } : {}),
             onProgress: (bytes) => reportProgress(vm.name, bytes, vm.size),
+            beforeSend: () => testHook('load:before-send', vm.name),
+            checkSent: (sent) => {
+              if (sent.sha256 !== vm.sha256 || sent.size !== vm.size) {
+                throw ApplicationFailure.nonRetryable(`state file ${file} changed while it was loaded (checksum mismatch)`, 'ChecksumMismatch');
+              }
+            },
           });
-          if (sent.sha256 !== vm.sha256 || sent.size !== vm.size) {
-            throw ApplicationFailure.nonRetryable(`state file ${file} changed while it was loaded (checksum mismatch)`, 'ChecksumMismatch');
-          }
-          const event = await done;
-          const status = String((event.data as { status?: string }).status);
-          if (status !== 'completed') throw new Error(`loading VM ${vm.name} failed: migration ${status}`);
           await testHook('load:before-record', vm.name);
           runtime.registry.put(withoutRestoringFrom(record));
           reportProgress(vm.name, vm.size, vm.size);
