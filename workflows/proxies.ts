@@ -67,22 +67,3 @@ export function controllerActivities() {
     }),
   };
 }
-
-/**
- * How far ahead the pause is scheduled, so every host issues its stops at the same moment: as late as the
- * slowest host took to receive the prepare step, with room to spare. This delays the checkpoint, not the
- * guests (they run until the pause).
- */
-export function pauseLead(sentAt: number, receivedAt: number[]): number {
-  const slowest = receivedAt.length ? Math.max(...receivedAt) - sentAt : 0;
-  return Math.max(100, Math.min(1000, Math.round(slowest * 2) + 50));
-}
-
-/**
- * How far ahead to schedule a timed barrier, from how late hosts received the previous one: late enough
- * for the slowest host, and not a moment longer (on resume, every millisecond is downtime).
- */
-export function barrierLead(sentAt: number, receivedAt: number[]): number {
-  const slowest = receivedAt.length ? Math.max(...receivedAt) - sentAt : 0;
-  return Math.max(5, Math.min(250, Math.round(slowest * 1.25) + 15));
-}
