@@ -12,16 +12,7 @@ import {
   type QmpCommandParams,
   type QmpCommandReturn,
 } from './commands';
-import {
-  excerptOf,
-  QmpArgumentError,
-  QmpCommandError,
-  QmpConnectError,
-  QmpDisconnectedError,
-  QmpError,
-  QmpProtocolError,
-  QmpTimeoutError,
-} from './errors';
+import { excerptOf, QmpArgumentError, QmpCommandError, QmpConnectError, QmpDisconnectedError, QmpError, QmpProtocolError, QmpTimeoutError } from './errors';
 import { makeEvent, type EventStreamOptions, type QmpEvent, type QmpEventStream } from './events';
 import { EventHub } from './event-hub';
 import { errnoCode, nonNegative, onAbort, type ExecuteOptions, type QmpConnectOptions, type QmpVersion } from './options';
