@@ -13,26 +13,18 @@ import type { VmRecord } from './registry';
 import type { LaunchedVm, LaunchRequest, LoadRequest, VerifyStateRequest, VmTimestamp } from './types';
 
 export async function launchVms(runtime: HostRuntime, req: LaunchRequest): Promise<LaunchedVm[]> {
-  const ctx = Context.current();
-  const beat = setInterval(() => ctx.heartbeat(), 2000);
-  try {
-    return await Promise.all(
-      req.vms.map((vm) =>
-        runtime.exclusive(vm.cluster, vm.name, () =>
-          launchVm(runtime, {
-            vm,
-            store: req.store,
-            operationId: req.operationId,
-            ...(req.restore
-              ? { restoringFrom: req.restore.checkpointId, frozen: req.restore.frozenDisks[vm.name] ?? {} }
-              : {}),
-          }),
-        ),
+  return Promise.all(
+    req.vms.map((vm) =>
+      runtime.exclusive(vm.cluster, vm.name, () =>
+        launchVm(runtime, {
+          vm,
+          store: req.store,
+          operationId: req.operationId,
+          ...(req.restore ? { restoringFrom: req.restore.checkpointId, frozen: req.restore.frozenDisks[vm.name] ?? {} } : {}),
+        }),
       ),
-    );
-  } finally {
-    clearInterval(beat);
-  }
+    ),
+  );
 }
 
 /** Reads every state file this host will load and compares it with the manifest, before anything starts. */
@@ -55,50 +47,53 @@ export async function loadVmStates(
   req: LoadRequest,
   reportProgress: (vm: string, done: number, total: number) => void,
 ): Promise<VmTimestamp[]> {
-  const ctx = Context.current();
+  const signal = Context.current().cancellationSignal;
   const receivedAt = hostNow();
-  const beat = setInterval(() => ctx.heartbeat(), 1000);
-  try {
-    return await Promise.all(
-      req.vms.map((vm) =>
-        runtime.exclusive(req.cluster, vm.name, async () => {
-          const record = runtime.requireVm(req.cluster, vm.name);
-          const qmp = await runtime.qmp(record);
-          const { status: before } = await qmp.command('query-status');
-          if (before === 'paused' || before === 'running') {
-            // Loaded by an earlier attempt whose result was lost — perhaps before it could record that (a
-            // failed incoming migration ends QEMU, so a live VM past inmigrate has its state).
-            if (record.restoringFrom !== undefined) runtime.registry.put(withoutRestoringFrom(record));
-            return { name: vm.name, at: hostNow(), before, receivedAt };
-          }
-          if (before !== 'inmigrate') {
-            throw ApplicationFailure.nonRetryable(`VM ${vm.name} is ${before}, not waiting for its state`, 'NotIncoming');
-          }
-          const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, vm.name);
-          await loadFromStream(qmp, {
-            vm: vm.name,
-            socketPath: join(runtime.registry.vmDir(req.cluster, vm.name), 'load.sock'),
-            file,
-            signal: ctx.cancellationSignal,
-            ...(vm.codec ? { codec: vm.codec } : {}),
-            onProgress: (bytes) => reportProgress(vm.name, bytes, vm.size),
-            beforeSend: () => testHook('load:before-send', vm.name),
-            checkSent: (sent) => {
-              if (sent.sha256 !== vm.sha256 || sent.size !== vm.size) {
-                throw ApplicationFailure.nonRetryable(`state file ${file} changed while it was loaded (checksum mismatch)`, 'ChecksumMismatch');
-              }
-            },
-          });
-          await testHook('load:before-record', vm.name);
-          runtime.registry.put(withoutRestoringFrom(record));
-          reportProgress(vm.name, vm.size, vm.size);
-          return { name: vm.name, at: hostNow(), before, receivedAt };
-        }),
-      ),
-    );
-  } finally {
-    clearInterval(beat);
+  return Promise.all(
+    req.vms.map((vm) =>
+      runtime.exclusive(req.cluster, vm.name, async () => {
+        const before = await loadOne(runtime, req, vm, { signal, onProgress: (bytes) => reportProgress(vm.name, bytes, vm.size) });
+        return { name: vm.name, at: hostNow(), before, receivedAt };
+      }),
+    ),
+  );
+}
+
+/** Streams one VM's state file into its QEMU (unless an earlier attempt did); returns its run state before. */
+async function loadOne(
+  runtime: HostRuntime,
+  req: LoadRequest,
+  vm: LoadRequest['vms'][number],
+  transfer: { signal: AbortSignal; onProgress: (bytes: number) => void },
+): Promise<string> {
+  const record = runtime.requireVm(req.cluster, vm.name);
+  const qmp = await runtime.qmp(record);
+  const { status: before } = await qmp.command('query-status');
+  if (before === 'paused' || before === 'running') {
+    // Loaded by an earlier attempt whose result was lost — perhaps before it could record that (a
+    // failed incoming migration ends QEMU, so a live VM past inmigrate has its state).
+    if (record.restoringFrom !== undefined) runtime.registry.put(withoutRestoringFrom(record));
+    return before;
   }
+  if (before !== 'inmigrate') throw ApplicationFailure.nonRetryable(`VM ${vm.name} is ${before}, not waiting for its state`, 'NotIncoming');
+  const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, vm.name);
+  await loadFromStream(qmp, {
+    vm: vm.name,
+    socketPath: join(runtime.registry.vmDir(req.cluster, vm.name), 'load.sock'),
+    file,
+    ...transfer,
+    ...(vm.codec ? { codec: vm.codec } : {}),
+    beforeSend: () => testHook('load:before-send', vm.name),
+    checkSent: (sent) => {
+      if (sent.sha256 !== vm.sha256 || sent.size !== vm.size) {
+        throw ApplicationFailure.nonRetryable(`state file ${file} changed while it was loaded (checksum mismatch)`, 'ChecksumMismatch');
+      }
+    },
+  });
+  await testHook('load:before-record', vm.name);
+  runtime.registry.put(withoutRestoringFrom(record));
+  transfer.onProgress(vm.size);
+  return before;
 }
 
 function withoutRestoringFrom(record: VmRecord): VmRecord {

@@ -8,17 +8,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestBed } from '../../harness/testbed';
 import { sleep } from '../../node/proc';
-import { CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, RUNS, assertClusterHealthy, assertStoreClean, random, report, restoreAndVerify, startCheckpoint, startFaultBed } from './fault-bed';
+import { assertClusterHealthy, assertStoreClean, CHECKPOINT_PHASES, CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, random, report, restoreAndVerify, RUNS, startCheckpoint, startFaultBed } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
-const PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
 let bed: TestBed;
-before(async () => {
-  bed = await startFaultBed();
-});
-after(async () => {
-  await bed?.stop();
-});
+before(async () => (bed = await startFaultBed()));
+after(() => bed?.stop());
 
 test('host worker killed mid-save and started again: retried or failed cleanly, nothing lost', { timeout: RUNS * 120_000 }, async (t) => {
   for (let run = 1; run <= RUNS; run++) {
@@ -26,7 +21,7 @@ test('host worker killed mid-save and started again: retried or failed cleanly, 
     const monitor = new PauseMonitor(bed, () => HOME);
     const id = `hc-${run}-${Date.now().toString(36)}`;
     const workflowId = await startCheckpoint(bed, id);
-    await waitForPhase(bed, workflowId, PHASES, 'save');
+    await waitForPhase(bed, workflowId, CHECKPOINT_PHASES, 'save');
     await sleep(random(0, 800));
     await bed.hostWorkers.get('b')?.kill();
     await sleep(random(0, 2000));
@@ -48,7 +43,7 @@ test('host worker killed mid-save and never back: the checkpoint fails, every VM
     const monitor = new PauseMonitor(bed, () => HOME);
     const id = `hg-${run}-${Date.now().toString(36)}`;
     const workflowId = await startCheckpoint(bed, id);
-    await waitForPhase(bed, workflowId, PHASES, 'save');
+    await waitForPhase(bed, workflowId, CHECKPOINT_PHASES, 'save');
     await sleep(random(0, 800));
     await bed.hostWorkers.get('b')?.kill();
     const outcome = await outcomeOf(bed, workflowId);
