@@ -82,7 +82,7 @@ export async function pauseVms(runtime: HostRuntime, req: PauseRequest): Promise
 }
 
 /**
- * The workflow schedules a timed barrier at most about a second ahead (workflows/proxies.ts); one that
+ * The workflow schedules a timed barrier at most about a second ahead (workflows/barriers.ts); one that
  * looks further off than this means this host's clock is behind, and waiting for it would keep the
  * other hosts' VMs paused (or outlast the pause lease): act now instead.
  */
