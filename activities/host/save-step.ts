@@ -14,7 +14,7 @@ import type { QmpClient } from '../qmp';
 import { testHook } from '../test-hooks';
 import { eachVm, requirePaused } from './checkpoint-steps';
 import { hostNow } from './clock';
-import { cancelMigration, saveToStream } from './migration';
+import { MigrationError, saveToStream } from './migration';
 import type { VmRecord } from './registry';
 import type { HostRuntime } from './runtime';
 import type { SavedState, SaveRequest } from './types';
@@ -29,9 +29,6 @@ const savedSidecarSchema = z.object({
   codec: stateCodecSchema.optional(),
   rawSize: z.number().int().nonnegative().optional(),
 });
-
-/** How long a save waits for QEMU to end a migration left over by an earlier attempt. */
-const STALE_MIGRATION_WAIT_MS = 10_000;
 
 export async function saveVmStates(runtime: HostRuntime, req: SaveRequest, reportProgress: (vm: string, done: number, total: number) => void): Promise<SavedState[]> {
   const ctx = Context.current();
@@ -85,17 +82,15 @@ function completedEarlier(file: string, runId: string): Omit<SavedState, 'name' 
   return saved;
 }
 
-/** A save starts only from `paused`. */
-async function requireSavable(qmp: QmpClient, vm: string): Promise<void> {
-  const { status } = await qmp.command('query-status');
-  if (status === 'postmigrate') {
+/** A save starts only from `paused`: the layer refuses any other run state, and this says what that means here. */
+function notSavable(err: unknown): unknown {
+  if (!(err instanceof MigrationError) || err.runState === undefined) return err;
+  if (err.runState === 'postmigrate') {
     // An earlier attempt's migration finished but its file was never completed. QEMU refuses to
     // migrate a VM in this state, and running it to leave the state would break the cut: give up.
-    throw ApplicationFailure.nonRetryable(`VM ${vm} was left in postmigrate by an interrupted save; this checkpoint cannot be completed`, 'SaveInterrupted');
+    return ApplicationFailure.nonRetryable(`VM ${err.vm} was left in postmigrate by an interrupted save; this checkpoint cannot be completed`, 'SaveInterrupted');
   }
-  if (status !== 'paused') {
-    throw ApplicationFailure.nonRetryable(`VM ${vm} is ${status} before its save, not paused: it was resumed outside the checkpoint`, 'VmNotPaused');
-  }
+  return ApplicationFailure.nonRetryable(`VM ${err.vm} is ${err.runState} before its save, not paused: it was resumed outside the checkpoint`, 'VmNotPaused');
 }
 
 interface SaveWatch {
@@ -108,13 +103,14 @@ interface SaveWatch {
 /** The migration into `<file>.partial`, the checks that make it the checkpoint's, then the file and its sidecar. */
 async function saveToFile(runtime: HostRuntime, req: SaveRequest, record: VmRecord, qmp: QmpClient, watch: SaveWatch): Promise<SavedState> {
   const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, record.name);
-  await requireSavable(qmp, record.name);
-  // Left over by an earlier attempt whose worker died: its reader is gone.
-  await cancelMigration(qmp, record.name, { timeoutMs: STALE_MIGRATION_WAIT_MS });
   const partial = `${file}.partial`;
   await rm(partial, { force: true });
   const result = await saveToStream(qmp, {
     vm: record.name,
+    // Set by prepare, before the pause (background-snapshot off): not again inside it.
+    configured: true,
+    // A migration left by an earlier attempt whose worker died: its reader is gone.
+    cancelStale: true,
     socketPath: join(runtime.registry.vmDir(record.cluster, record.name), 'save.sock'),
     file: partial,
     signal: watch.signal,
@@ -125,6 +121,8 @@ async function saveToFile(runtime: HostRuntime, req: SaveRequest, record: VmReco
       runtime.watchdog.check(record, req.checkpointId, req.runId);
       await testHook('save:before-migrate', record.name);
     },
+  }).catch((err: unknown) => {
+    throw notSavable(err);
   });
   try {
     await testHook('save:after-migration', record.name);

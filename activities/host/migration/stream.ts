@@ -38,6 +38,13 @@ export interface SaveOptions extends StreamOptions {
   /** Bytes per second (default: unlimited; QEMU's own default is 128 MiB/s). */
   maxBandwidth?: number;
   /**
+   * The caller already set this QEMU's migration settings for a stop-mode save (configureMigration with
+   * events on and background-snapshot off, e.g. before the pause): they are not set again inside it.
+   */
+  configured?: boolean;
+  /** A migration still active — left by an earlier attempt whose reader is gone — is cancelled instead of refused. */
+  cancelStale?: boolean;
+  /**
    * Called once everything is ready, right before `migrate` is sent: the caller's last checks (is the
    * checkpoint still on?). Throwing ends the save there, with nothing written.
    */
@@ -59,15 +66,18 @@ export interface StreamResult extends TransferResult {
 }
 
 /**
- * Saves a paused VM's state to `file`. Refuses a running VM (that would be a live migration, not a
- * checkpoint), one left in postmigrate by an earlier save (QEMU cannot migrate it again without running
- * it) and one with a migration still active (cancelMigration() it first).
+ * Saves a paused VM's state to `file`. Refuses (kind 'wrong-state', with its runState) a running VM (that
+ * would be a live migration, not a checkpoint) and one left in postmigrate by an earlier save (QEMU cannot
+ * migrate it again without running it); a migration still active is refused too, or with `cancelStale`
+ * cancelled first.
  */
 export async function saveToStream(qmp: QmpClient, options: SaveOptions): Promise<StreamResult> {
   const { vm } = options;
   options.signal?.throwIfAborted();
-  await requireSaveable(qmp, vm);
-  await configureMigration(qmp, vm, { events: true, backgroundSnapshot: false, maxBandwidth: options.maxBandwidth ?? UNLIMITED_BANDWIDTH });
+  await requireSaveable(qmp, vm, options.cancelStale ?? false);
+  if (!options.configured) {
+    await configureMigration(qmp, vm, { events: true, backgroundSnapshot: false, maxBandwidth: options.maxBandwidth ?? UNLIMITED_BANDWIDTH });
+  }
   const receiver = new StateReceiver(options.socketPath, options.file, { onProgress: options.onProgress, signal: options.signal, codec: options.codec });
   await startReceiver(receiver, vm, options.file);
   const watch = new MigrationWatch(qmp, vm);
@@ -110,7 +120,7 @@ export async function startReceiver(receiver: StateReceiver, vm: string, file: s
   }
 }
 
-async function requireSaveable(qmp: QmpClient, vm: string): Promise<void> {
+async function requireSaveable(qmp: QmpClient, vm: string, cancelStale: boolean): Promise<void> {
   try {
     const { status } = await qmp.command('query-status');
     if (status === 'postmigrate') {
@@ -119,7 +129,8 @@ async function requireSaveable(qmp: QmpClient, vm: string): Promise<void> {
     if (status !== 'paused') throw new MigrationError(`it is ${status}; a stop-mode save needs it paused`, { vm, kind: 'wrong-state', runState: status });
     const { status: migration } = await qmp.command('query-migrate');
     if (isActiveStatus(migration)) {
-      throw new MigrationError(`a migration is already ${migration}; cancel it first`, { vm, kind: 'wrong-state', status: migration });
+      if (!cancelStale) throw new MigrationError(`a migration is already ${migration}; cancel it first`, { vm, kind: 'wrong-state', status: migration });
+      await cancelMigration(qmp, vm, { timeoutMs: STALE_CANCEL_MS });
     }
   } catch (err) {
     throw qmpFailure(vm, 'could not check the VM before saving it', err);
@@ -167,6 +178,9 @@ async function sendFailure(watch: MigrationWatch, vm: string, file: string, err:
   if (!verdict.ok && verdict.error instanceof MigrationError && verdict.error.kind === 'qemu-exited') throw verdict.error;
   throw new MigrationError(`sending ${file} failed: ${messageOf(err)}`, { vm, kind: 'receiver-failed', status: watch.last, cause: err });
 }
+
+/** How long a save waits for QEMU to end a stale migration it cancels. */
+const STALE_CANCEL_MS = 10_000;
 
 /** An incoming QEMU gives no `error-desc`; 7.2 prints the reason on its stderr and exits. */
 const LOAD_FAILED = 'QEMU rejected the state stream (its reason is on its stderr, not in QMP): load';
