@@ -317,7 +317,7 @@ async function migrateToFile(
     receiver.abort(err);
     await qmp.command('migrate_cancel').catch(() => undefined); // best effort: QEMU may be gone
     await rm(partial, { force: true });
-    throw err;
+    throw storeFullIsFinal(err);
   }
   const finishedAt = hostNow();
   await rename(partial, file);
@@ -377,4 +377,14 @@ export async function resumeVms(runtime: HostRuntime, req: ResumeRequest): Promi
   });
   if (report.failed.length) runtime.log.error({ cluster: req.cluster, failed: report.failed }, 'VMs could not be resumed');
   return report;
+}
+
+/**
+ * A full store (or quota) is not worth a retry, and a retry would hide it: QEMU may have finished sending
+ * into the socket meanwhile, and the next attempt would only see a VM left in postmigrate.
+ */
+function storeFullIsFinal(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
+  return ApplicationFailure.nonRetryable(err instanceof Error ? err.message : String(err), 'StoreFull');
 }
