@@ -12,7 +12,7 @@ import { decideRetention, type RetentionDecision } from '../../common/retention'
 import { retentionPolicySchema, type RetentionPolicy } from '../../common/protection';
 import { storeLayout } from '../../common/store-layout';
 import { childLogger } from '../../node/logger';
-import { committedManifests, removeCheckpointFiles, verifyCheckpoint } from './store';
+import { committedManifests, removeCheckpointFiles, removePartials, verifyCheckpoint } from './store';
 import { collectGarbage } from './garbage';
 import { chainProblems, mergeClosedLayers, openLayers, type OfflineMerge } from './chains';
 import type { VerifyReport } from './types';
@@ -92,6 +92,8 @@ export async function applyRetention(req: { store: string; cluster: string; poli
       problems.push(`could not delete ${d.id}: ${(err as Error).message}`);
     }
   }
+  // A delete cut short by a crash (manifest gone, folder left) is finished here: its retry no longer lists it.
+  deleted.push(...(await removePartials(req.store, req.cluster)));
   const failedRecords = await pruneFailureRecords(req.store, req.cluster, policy, problems);
   const kept = new Set(checkpoints.filter((c) => c.keep).map((c) => c.id));
   const keepLayers = manifests.filter((m) => kept.has(m.checkpointId)).flatMap((m) => m.vms.flatMap((vm) => vm.disks.map((d) => d.frozen)));

@@ -114,7 +114,11 @@ export async function beginCheckpoint(req: BeginCheckpointRequest): Promise<Begi
   return { dir, freeBytes: Number(fs.bavail) * Number(fs.bsize) };
 }
 
-async function removePartials(store: string, cluster: string, keep?: string): Promise<string[]> {
+/**
+ * Removes every checkpoint folder without a committed manifest (but `keep`): leftovers of a crashed
+ * checkpoint or of a delete cut short after its manifest was removed. Only under the cluster lock.
+ */
+export async function removePartials(store: string, cluster: string, keep?: string): Promise<string[]> {
   const removed: string[] = [];
   for (const id of await checkpointIds(store, cluster)) {
     if (id === keep) continue;

@@ -122,7 +122,7 @@ async function saveToFile(runtime: HostRuntime, req: SaveRequest, record: VmReco
       await testHook('save:before-migrate', record.name);
     },
   }).catch((err: unknown) => {
-    throw notSavable(err);
+    throw storeFullIsFinal(notSavable(err));
   });
   try {
     await testHook('save:after-migration', record.name);
@@ -142,4 +142,15 @@ async function saveToFile(runtime: HostRuntime, req: SaveRequest, record: VmReco
   await writeFileAtomic(`${file}.json`, JSON.stringify({ runId: req.runId, ...saved }));
   watch.onProgress(result.size);
   return { name: record.name, file, ...saved };
+}
+
+/**
+ * A full store (or quota) is not worth a retry, and a retry would hide it: QEMU may have finished sending
+ * into the socket meanwhile, and the next attempt would only see a VM left in postmigrate.
+ */
+function storeFullIsFinal(err: unknown): unknown {
+  const cause = err instanceof MigrationError ? err.cause : err;
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
+  return ApplicationFailure.nonRetryable(err instanceof Error ? err.message : String(err), 'StoreFull');
 }

@@ -12,7 +12,7 @@ import { assertClusterHealthy, assertStoreClean, CHECKPOINT_PHASES, CLUSTER, HOM
 import { outcomeOf, waitForPhase } from './waits';
 
 let bed: TestBed;
-before(async () => (bed = await startFaultBed()));
+before(async () => (bed = await startFaultBed({ testHooks: true })));
 after(() => bed?.stop());
 
 test('host worker killed mid-save and started again: retried or failed cleanly, nothing lost', { timeout: RUNS * 120_000 }, async (t) => {
@@ -42,10 +42,14 @@ test('host worker killed mid-save and never back: the checkpoint fails, every VM
     const started = Date.now();
     const monitor = new PauseMonitor(bed, () => HOME);
     const id = `hg-${run}-${Date.now().toString(36)}`;
+    // Host b's save is held open for 1.5 s, so the kill (0–0.8 s into the save phase) always lands inside
+    // it, however fast the saves are (a kill after b's save had finished is the "restarted" case's business).
+    bed.setHooks('b', { points: { 'save:before-migrate': { delayMs: 1500 } } });
     const workflowId = await startCheckpoint(bed, id);
     await waitForPhase(bed, workflowId, CHECKPOINT_PHASES, 'save');
     await sleep(random(0, 800));
     await bed.hostWorkers.get('b')?.kill();
+    bed.setHooks('b', {});
     const outcome = await outcomeOf(bed, workflowId);
     assert.match(outcome, /^failed: checkpoint .* failed in save/);
     // Host b's VMs were paused by a worker that is gone: its pause guard resumes them.
