@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { guestImageDir, type TestBed } from '../harness/testbed';
 import { readConsole, waitForConsole } from '../harness/console';
 import { janitor } from '../harness/janitor';
-import { identify, terminate, type ProcessIdentity } from '../common/proc';
+import { identify, terminate, type ProcessIdentity } from '../node/proc';
 import { maxOf } from '../common/stats';
 import type { CheckpointResult, Manifest, RestartResult } from '../client';
 import type { ClusterSpecInput } from '../common/spec';

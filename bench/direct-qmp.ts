@@ -21,9 +21,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { QmpClient } from '../activities/qmp';
+import { MIGRATION_FINAL_STATUSES, QmpClient, type QmpEvent } from '../activities/qmp';
 import { StateReceiver, sendState } from '../activities/host/transfer';
-import { writeFileAtomic } from '../common/fsutil';
+import { writeFileAtomic } from '../node/fsutil';
 import { spread } from '../common/stats';
 
 /** What the script needs to know about a running VM (read from the host worker's vm.json). */
@@ -76,8 +76,18 @@ export interface DirectRestartResult {
 }
 
 const UNLIMITED_BANDWIDTH = 2 ** 40;
-const MIGRATION_DONE = (e: { data?: unknown }) => ['completed', 'failed', 'cancelled'].includes(String((e.data as { status?: string } | undefined)?.status));
-const statusOf = (e: { data?: unknown }) => String((e.data as { status?: string } | undefined)?.status);
+/** `stop` or `cont` on every VM at once; each VM's time when QEMU answered. */
+function onEvery(qmps: QmpClient[], command: 'stop' | 'cont'): Promise<number[]> {
+  return Promise.all(
+    qmps.map(async (qmp) => {
+      await qmp.command(command);
+      return Date.now();
+    }),
+  );
+}
+
+const MIGRATION_DONE = (e: QmpEvent<'MIGRATION'>) => MIGRATION_FINAL_STATUSES.includes(e.data.status);
+const statusOf = (e: QmpEvent<'MIGRATION'>) => e.data.status;
 
 /** Every VM a set of host workers recorded for `cluster` (<stateDir>/<cluster>/<vm>/vm.json). */
 export function readVmRecords(stateDirs: string[], cluster: string): DirectVm[] {
@@ -125,12 +135,7 @@ export async function directCheckpoint(vms: DirectVm[], outDir: string, cluster 
     phases.prepare.end = Date.now();
 
     phases.pause = phase();
-    const pausedAt = await Promise.all(
-      qmps.map(async (qmp) => {
-        await qmp.command('stop');
-        return Date.now();
-      }),
-    );
+    const pausedAt = await onEvery(qmps, 'stop');
     phases.pause.end = Date.now();
 
     phases.save = phase();
@@ -167,12 +172,7 @@ export async function directCheckpoint(vms: DirectVm[], outDir: string, cluster 
     phases.commit.end = Date.now();
 
     phases.resume = phase();
-    const resumedAt = await Promise.all(
-      qmps.map(async (qmp) => {
-        await qmp.command('cont');
-        return Date.now();
-      }),
-    );
+    const resumedAt = await onEvery(qmps, 'cont');
     phases.resume.end = Date.now();
 
     return {
@@ -315,11 +315,9 @@ export async function directRestart(manifestPath: string, runDir: string, onLaun
     phases.load.end = Date.now();
 
     phases.resume = phase();
-    const resumedAt = await Promise.all(
-      launched.map(async ({ qmp }) => {
-        await qmp.command('cont');
-        return Date.now();
-      }),
+    const resumedAt = await onEvery(
+      launched.map((l) => l.qmp),
+      'cont',
     );
     phases.resume.end = Date.now();
     const last = Math.max(...resumedAt);

@@ -9,6 +9,7 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { QmpClient } from '../activities/qmp';
 import { StateReceiver } from '../activities/host/transfer';
+import { configureMigration, MigrationWatch, UNLIMITED_BANDWIDTH } from '../activities/host/migration';
 import type { DirectVm } from './direct-qmp';
 
 export const SINKS = ['discard', 'no-hash', 'flush-as-you-go', 'product', 'zstd'] as const;
@@ -91,8 +92,7 @@ export async function saveThrough(vms: DirectVm[], dir: string, sink: Sink): Pro
   try {
     await Promise.all(
       qmps.map(async (q) => {
-        await q.command('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
-        await q.command('migrate-set-parameters', { 'max-bandwidth': 2 ** 40 });
+        await configureMigration(q, 'write-path', { events: true, backgroundSnapshot: false, maxBandwidth: UNLIMITED_BANDWIDTH });
       }),
     );
     await Promise.all(qmps.map((q) => q.command('stop')));
@@ -113,11 +113,15 @@ export async function saveThrough(vms: DirectVm[], dir: string, sink: Sink): Pro
           await s.ready;
           done = s.done.then((bytes) => ({ bytes, fileBytes: sink === 'discard' ? 0 : bytes }));
         }
-        const finished = q.waitForEvent('MIGRATION', (e) => ['completed', 'failed', 'cancelled'].includes(String((e.data as { status?: string }).status)), 3600_000);
-        await q.command('migrate', { uri: `unix:${socket}` });
-        const [sizes, event] = await Promise.all([done, finished]);
-        if (String((event.data as { status?: string }).status) !== 'completed') throw new Error(`migration of ${vm.name} failed`);
-        return { ...sizes, file };
+        const watch = new MigrationWatch(q, vm.name);
+        try {
+          await q.command('migrate', { uri: `unix:${socket}` });
+          const [sizes, end] = await Promise.all([done, watch.end({ timeoutMs: 3600_000 })]);
+          if (end.status !== 'completed') throw new Error(`migration of ${vm.name} ended ${end.status}`);
+          return { ...sizes, file };
+        } finally {
+          watch.close();
+        }
       }),
     );
     const ms = Date.now() - t0;

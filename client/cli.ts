@@ -2,9 +2,9 @@
 // and the Temporal settings — all before any connection — then connects and runs it. Every command runs
 // as a workflow, so whatever the CLI starts is also visible, and controllable, in the Web UI.
 import { parseArgs } from 'node:util';
-import { formatOptions, parseArgsOptions, type OptionDocs } from '../common/help';
-import { TEMPORAL_OPTION_DOCS, temporalFlags } from '../common/temporal-config';
-import { vccrVersion } from '../common/version';
+import { formatOptions, parseArgsOptions, type OptionDocs } from '../node/help';
+import { TEMPORAL_OPTION_DOCS, temporalFlags } from '../node/temporal-config';
+import { vccrVersion } from '../node/version';
 import { VccrClient, type ConnectTarget } from './index';
 import { EXIT, toVccrError } from './errors';
 import { ProgressPrinter } from './render';

@@ -6,7 +6,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { fail, ok, reportOk, type Check, type DoctorReport, type ParticipantReport } from '../common/doctor';
 import { SEARCH_ATTRIBUTE_TYPES } from '../common/search-attributes';
-import type { TemporalSettings } from '../common/temporal-config';
+import type { TemporalSettings } from '../node/temporal-config';
 
 const WORKFLOW_QUEUE = temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW;
 const ACTIVITY_QUEUE = temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY;

@@ -3,7 +3,7 @@
 // the innermost ApplicationFailure, whose message is the one-line reason and whose type says what kind.
 import { WorkflowFailedError, WorkflowNotFoundError, isGrpcServiceError } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure, TerminatedFailure, TimeoutFailure } from '@temporalio/common';
-import { howToPointAtTemporal } from '../common/temporal-config';
+import { howToPointAtTemporal } from '../node/temporal-config';
 
 export const EXIT = {
   ok: 0,

@@ -13,14 +13,14 @@ import { checkpointWorkflowId, clusterOfRecord, clusterWorkflowId, doctorWorkflo
 import { reportOk, type DoctorReport } from '../common/doctor';
 import { clusterSpecSchema, type ClusterSpec } from '../common/spec';
 import { checkpointText, doctorText, inspectText, launchText, restartText, shutdownText, storeText, type ClusterView } from '../common/operation-summary';
-import { howToPointAtTemporal, temporalSettings, tlsOption, type TemporalFlags, type TemporalSettings } from '../common/temporal-config';
+import { howToPointAtTemporal, temporalSettings, tlsOption, type TemporalFlags, type TemporalSettings } from '../node/temporal-config';
 import type { CheckpointResult } from '../workflows/checkpoint';
 import type { RestartResult } from '../workflows/restart';
 import type { LaunchResult } from '../workflows/launch';
 import type { ShutdownResult } from '../workflows/shutdown';
 import type { InspectResult } from '../workflows/inspect';
 import type { Manifest } from '../common/manifest';
-import { clusterStateQuery, type ClusterState, type OperationProgress } from '../workflows/definitions';
+import { clusterStateQuery, type ClusterState, type OperationProgress } from '../common/messages';
 import { EXIT, VccrError, toVccrError } from './errors';
 import { Operations, type Started, type WatchOptions } from './operations';
 import { DOCTOR_PICKUP_MS, controllerSilence, explainSilentHosts, temporalChecks, withCheck } from './doctor';

@@ -5,7 +5,7 @@ import { WorkflowExecutionAlreadyStartedError, type Client, type WorkflowHandle 
 import type { WorkflowResultType } from '@temporalio/common';
 import type * as workflows from '../workflows';
 import type { OperationText } from '../common/operation-summary';
-import { progressQuery, type OperationProgress } from '../workflows/definitions';
+import { progressQuery, type OperationProgress } from '../common/messages';
 import { EXIT, VccrError, toVccrError } from './errors';
 
 /** The workflows a client starts (the cluster record is started by the controller, never by a client). */

@@ -26,10 +26,10 @@ import {
 } from '../common/protection';
 import { VCCR_CLUSTER, VCCR_OPERATION } from '../common/search-attributes';
 import { clusterWorkflowId, protectRunWorkflowId, protectScheduleId, watchWorkflowId } from '../common/ids';
-import type { TemporalSettings } from '../common/temporal-config';
+import type { TemporalSettings } from '../node/temporal-config';
 import type { ProtectRunResult } from '../workflows/protect';
-import { clusterStateQuery } from '../workflows/definitions';
-import { configureWatchSignal, operatorRecoverUpdate, stopWatchSignal, watchStateQuery, type WatchState } from '../workflows/watch-definitions';
+import { clusterStateQuery } from '../common/messages';
+import { configureWatchSignal, operatorRecoverUpdate, stopWatchSignal, watchStateQuery, type WatchState } from '../common/watch-messages';
 import { EXIT, VccrError, toVccrError } from './errors';
 import { WORKFLOW_TASK_TIMEOUT } from './operations';
 

@@ -1,7 +1,7 @@
 // Human output of the CLI (and the demo): progress lines while an operation runs, and one function per
 // result that turns it into text. Commands choose between these and --json; nothing here does I/O
 // except ProgressPrinter, which writes to the stream it is given.
-import type { OperationProgress, ClusterState } from '../workflows/definitions';
+import type { OperationProgress, ClusterState } from '../common/messages';
 import type { CheckpointResult } from '../workflows/checkpoint';
 import type { RestartResult } from '../workflows/restart';
 import type { LaunchResult } from '../workflows/launch';

@@ -11,13 +11,25 @@
 //   <store>/<cluster>/_recoveries/<time>.json         every automatic recovery: what died, what came back where
 //
 // Checkpoint ids start with a letter or digit, so they never collide with the '_' folders.
-import { join } from 'node:path';
+// Pure path arithmetic (no node:path), so workflows may use it too: the store is an absolute, normalised
+// path (names.ts: no '.', '..' or '//') and every other part is a validated name, so joining with '/' is
+// all path.join would do here.
+
+/** `store` + parts, separated by single slashes (a trailing slash of the store is dropped). */
+function join(store: string, ...parts: string[]): string {
+  return [store.replace(/\/+$/, ''), ...parts].join('/');
+}
+
+/** A state file's name inside its checkpoint folder (what manifests record). */
+function stateFileName(vm: string): string {
+  return `${vm}.state`;
+}
 
 export const storeLayout = {
   clusterDir: (store: string, cluster: string) => join(store, cluster),
   checkpointDir: (store: string, cluster: string, id: string) => join(store, cluster, id),
   manifest: (store: string, cluster: string, id: string) => join(store, cluster, id, 'manifest.json'),
-  stateFile: (store: string, cluster: string, id: string, vm: string) => join(store, cluster, id, `${vm}.state`),
+  stateFile: (store: string, cluster: string, id: string, vm: string) => join(store, cluster, id, stateFileName(vm)),
   diskDir: (store: string, cluster: string, vm: string, disk: string) => join(store, cluster, '_disks', vm, disk),
   diskLayer: (store: string, cluster: string, vm: string, disk: string, label: string) =>
     join(store, cluster, '_disks', vm, disk, `${label}.qcow2`),
@@ -29,6 +41,7 @@ export const storeLayout = {
   verifiedRecord: (store: string, cluster: string, id: string) => join(store, cluster, id, 'verified.json'),
   retentionDir: (store: string, cluster: string) => join(store, cluster, '_retention'),
   recoveriesDir: (store: string, cluster: string) => join(store, cluster, '_recoveries'),
+  stateFileName,
 };
 
 /**

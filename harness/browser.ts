@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { janitor } from './janitor';
-import { identify, isAlive, sleep, terminate, type ProcessIdentity } from '../common/proc';
+import { identify, isAlive, sleep, terminate, type ProcessIdentity } from '../node/proc';
 
 export const CHROMIUM = '/usr/lib/chromium/chromium';
 

@@ -1,6 +1,6 @@
 // Reading VM serial consoles (files QEMU appends to). Console lines end in \r\n.
 import { readFileSync, statSync } from 'node:fs';
-import { sleep } from '../common/proc';
+import { sleep } from '../node/proc';
 
 export function readConsole(path: string, from = 0, to?: number): string {
   let buf: Buffer;

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { janitor } from './janitor';
 import { freePort } from './ports';
-import { isAlive, terminate, waitFor, type ProcessIdentity } from '../common/proc';
+import { isAlive, terminate, waitFor, type ProcessIdentity } from '../node/proc';
 import { SEARCH_ATTRIBUTE_TYPES } from '../common/search-attributes';
 
 export const repoRoot = resolve(__dirname, '..', '..');

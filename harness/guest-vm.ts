@@ -4,8 +4,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { QmpClient } from '../activities/qmp';
-import { childLogger } from '../common/logger';
-import { identify, terminate, type ProcessIdentity } from '../common/proc';
+import { childLogger } from '../node/logger';
+import { identify, terminate, type ProcessIdentity } from '../node/proc';
 import { consoleSize, readConsole, waitForConsole } from './console';
 import { janitor } from './janitor';
 import { guestImageDir } from './testbed';

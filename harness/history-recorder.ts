@@ -9,9 +9,9 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type * as workflows from '../workflows';
 import { WORKFLOW_TASK_TIMEOUT } from '../client';
 import { clusterWorkflowId } from '../common/ids';
-import { rolloverSignal } from '../workflows/definitions';
-import { stopWatchSignal, watchStateQuery } from '../workflows/watch-definitions';
-import { sleep } from '../common/proc';
+import { rolloverSignal } from '../common/messages';
+import { stopWatchSignal, watchStateQuery } from '../common/watch-messages';
+import { sleep } from '../node/proc';
 import { temporalCliPath } from './dev-server';
 import type { TestBed } from './testbed';
 

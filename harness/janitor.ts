@@ -4,7 +4,7 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { identify, isAlive, terminate, type ProcessIdentity } from '../common/proc';
+import { identify, isAlive, terminate, type ProcessIdentity } from '../node/proc';
 
 type Record =
   | { kind: 'process'; pid: number; startTime: string; what: string }
@@ -45,6 +45,11 @@ function forget(r: Record): void {
   if (d) rmSync(join(d, keyOf(r)), { force: true });
 }
 
+/** track/untrack of the records that name a path. */
+function pathRecords(kind: 'path' | 'mount' | 'vm-state'): { track: (path: string) => void; untrack: (path: string) => void } {
+  return { track: (path) => remember({ kind, path }), untrack: (path) => forget({ kind, path }) };
+}
+
 export const janitor = {
   trackProcess(pid: number, what: string): ProcessIdentity | undefined {
     const id = identify(pid);
@@ -54,30 +59,14 @@ export const janitor = {
   untrackProcess(id: ProcessIdentity): void {
     forget({ kind: 'process', pid: id.pid, startTime: id.startTime, what: '' });
   },
-  trackNetns(name: string): void {
-    remember({ kind: 'netns', name });
-  },
-  untrackNetns(name: string): void {
-    forget({ kind: 'netns', name });
-  },
-  trackPath(path: string): void {
-    remember({ kind: 'path', path });
-  },
-  untrackPath(path: string): void {
-    forget({ kind: 'path', path });
-  },
-  trackMount(path: string): void {
-    remember({ kind: 'mount', path });
-  },
-  untrackMount(path: string): void {
-    forget({ kind: 'mount', path });
-  },
-  trackVmState(path: string): void {
-    remember({ kind: 'vm-state', path });
-  },
-  untrackVmState(path: string): void {
-    forget({ kind: 'vm-state', path });
-  },
+  trackNetns: (name: string): void => remember({ kind: 'netns', name }),
+  untrackNetns: (name: string): void => forget({ kind: 'netns', name }),
+  trackPath: pathRecords('path').track,
+  untrackPath: pathRecords('path').untrack,
+  trackMount: pathRecords('mount').track,
+  untrackMount: pathRecords('mount').untrack,
+  trackVmState: pathRecords('vm-state').track,
+  untrackVmState: pathRecords('vm-state').untrack,
 };
 
 /** Removes everything still recorded under `janitorDir`; returns a description of each leftover. */

@@ -13,7 +13,7 @@ import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { janitor } from './janitor';
-import type { ProcessIdentity } from '../common/proc';
+import type { ProcessIdentity } from '../node/proc';
 
 export const SWITCH_IP = '10.213.0.1';
 /** Where every machine sees the shared checkpoint store. */

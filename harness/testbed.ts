@@ -7,7 +7,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync
 import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { VccrClient } from '../client';
-import { isAlive, sleep, terminate, type ProcessIdentity } from '../common/proc';
+import { isAlive, sleep, terminate, type ProcessIdentity } from '../node/proc';
 import type { ClusterSpecInput } from '../common/spec';
 import type { HooksConfig } from '../activities/test-hooks';
 import { DevServer } from './dev-server';

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Machine } from './lab';
-import type { ProcessIdentity } from '../common/proc';
+import type { ProcessIdentity } from '../node/proc';
 
 export type UnitFile = Map<string, string[]>;
 

@@ -2,7 +2,7 @@
 # `npm run dist`: the release tarball release/vccr-<version>-linux-x64.tar.gz, installable on a Debian 12
 # x86_64 host with Node.js 20 and QEMU and nothing else (see deploy/INSTALL.md, shipped in it):
 #   bin/      vccr, vccr-controller-worker, vccr-host-worker
-#   dist/     the compiled product (client, workers, activities, workflows, common; no tests, harness,
+#   dist/     the compiled product (client, workers, activities, workflows, common, node; no tests, harness,
 #             benchmarks or source maps) and the prebuilt workflow bundle
 #   node_modules/  production dependencies only (npm ci --omit=dev), with only this platform's native
 #             Temporal core
@@ -34,7 +34,7 @@ stage=$(mktemp -d /tmp/vccr-dist-XXXXXX)
 trap 'rm -rf "$stage"' EXIT
 root="$stage/$name"
 mkdir -p "$root/dist"
-for part in activities client common workers workflows; do cp -r "dist/$part" "$root/dist/"; done
+for part in activities client common node workers workflows; do cp -r "dist/$part" "$root/dist/"; done
 cp dist/workflow-bundle.js "$root/dist/"
 find "$root/dist" -name '*.map' -delete
 cp -r bin "$root/bin"

@@ -4,14 +4,8 @@
 # behind. Options: --faults (only the fault-injection suite; its ordering-chaos case then makes 20 runs,
 # VCCR_CHAOS_RUNS), --runs N (runs per fault case, default 5), or test file names (e.g.
 # test/qmp.test.ts) to run only those.
-set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-cd "$repo"
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "the tests need root: they create network namespaces, bridges and tap devices" >&2
-  exit 2
-fi
+source "$(dirname "$0")/lib.sh"
+require_root "the tests need root: they create network namespaces, bridges and tap devices"
 
 only_faults=0
 files=()
@@ -36,13 +30,9 @@ if [ ${#files[@]} -eq 0 ]; then
   fi
 fi
 
-janitor=$(mktemp -d /tmp/vccr-janitor-XXXXXX)
+start_janitor
 # Each fault-suite run appends its outcome here; the summary is printed at the end.
 export VCCR_FAULT_REPORT="$repo/.cache/fault-report-$(date +%Y%m%d-%H%M%S).jsonl"
-export VCCR_JANITOR_DIR="$janitor"
-export VCCR_LOG_LEVEL="${VCCR_LOG_LEVEL:-warn}"
-sweep() { node dist/harness/sweep.js "$janitor"; }
-trap 'sweep' EXIT
 
 started=$(date +%s)
 status=0

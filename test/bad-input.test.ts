@@ -55,13 +55,8 @@ function specFile(name: string, content: unknown): string {
   return path;
 }
 
-before(async () => {
-  bed = await TestBed.start({ hosts: ['a'] });
-});
-
-after(async () => {
-  await bed?.stop();
-});
+before(async () => (bed = await TestBed.start({ hosts: ['a'] })));
+after(() => bed?.stop());
 
 test('malformed specs are refused with the field named', { timeout: 120_000 }, () => {
   const good = goodSpec('good') as unknown as { vms: Array<Record<string, unknown>> } & Record<string, unknown>;

@@ -12,13 +12,8 @@ const ITERATIONS = 100;
 const VMS = MPI_VMS;
 let bed: TestBed;
 
-before(async () => {
-  bed = await TestBed.start({ hosts: ['a', 'b'], taps: 3 });
-});
-
-after(async () => {
-  await bed?.stop();
-});
+before(async () => (bed = await TestBed.start({ hosts: ['a', 'b'], taps: 3 })));
+after(() => bed?.stop());
 
 test('an Open MPI job checkpointed mid-run, killed and restarted finishes with the correct result', { timeout: 600_000 }, async (t) => {
   await bed.vccr.up(mpiSpec(bed, CLUSTER, VMS, ITERATIONS));

@@ -4,32 +4,19 @@
 // other intact, and a restart onto another host worker (--host b=a).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestBed, ringSpec } from '../harness/testbed';
+import type { TestBed } from '../harness/testbed';
 import { readConsole, ringErrors, ringTokens, waitForConsole } from '../harness/console';
 import type { CheckpointResult, Manifest, RestartResult } from '../client';
 import { assertRingContinued } from './helpers/ring-check';
+import { placementOf, RING3, startRingBed } from './helpers/ring-bed';
 
 const CLUSTER = 'ring';
-const VMS = [
-  { name: 'vm0', host: 'a' },
-  { name: 'vm1', host: 'b' },
-  { name: 'vm2', host: 'a' },
-];
-const HOME = Object.fromEntries(VMS.map((v) => [v.name, v.host]));
+const VMS = RING3;
+const HOME = placementOf(VMS);
 
 let bed: TestBed;
-
-before(async () => {
-  bed = await TestBed.start({ hosts: ['a', 'b'], taps: 3 });
-  await bed.vccr.up(ringSpec(bed, CLUSTER, VMS));
-  for (const vm of VMS) {
-    await waitForConsole(bed.consoleLog(vm.host, CLUSTER, vm.name), /(?:^RING TOKEN .*\n){5}/m, { timeoutMs: 120_000 });
-  }
-});
-
-after(async () => {
-  await bed?.stop();
-});
+before(async () => (bed = await startRingBed(CLUSTER, VMS)));
+after(() => bed?.stop());
 
 async function checkpoint(): Promise<{ result: CheckpointResult; manifest: Manifest }> {
   const result = await bed.vccr.checkpoint(CLUSTER);

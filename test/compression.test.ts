@@ -6,28 +6,18 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { TestBed, ringSpec } from '../harness/testbed';
-import { waitForConsole } from '../harness/console';
+import type { TestBed } from '../harness/testbed';
 import { assertRingContinued } from './helpers/ring-check';
+import { placementOf, RING2, startRingBed } from './helpers/ring-bed';
 
 // Two nodes, one per host worker: the smallest ring whose token crosses hosts.
 const CLUSTER = 'zring';
-const HOME: Record<string, string> = { vm0: 'a', vm1: 'b' };
-const VMS = Object.entries(HOME).map(([name, host]) => ({ name, host }));
+const VMS = RING2;
+const HOME = placementOf(VMS);
 
 let bed: TestBed;
-
-before(async () => {
-  bed = await TestBed.start({ hosts: ['a', 'b'], taps: VMS.length });
-  await bed.vccr.up({ ...ringSpec(bed, CLUSTER, VMS), stateCompression: 'zstd' });
-  for (const vm of VMS) {
-    await waitForConsole(bed.consoleLog(vm.host, CLUSTER, vm.name), /(?:^RING TOKEN .*\n){5}/m, { timeoutMs: 120_000 });
-  }
-});
-
-after(async () => {
-  await bed?.stop();
-});
+before(async () => (bed = await startRingBed(CLUSTER, VMS, { spec: { stateCompression: 'zstd' } })));
+after(() => bed?.stop());
 
 test('a compressed checkpoint records its codec, verifies, and restores the ring exactly', { timeout: 300_000 }, async () => {
   const result = await bed.vccr.checkpoint(CLUSTER);

@@ -3,8 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { renderClusterDetails, renderDetails } from '../workflows/details';
+import { applyTransferReports } from '../workflows/transfer-progress';
 import { formatBytes, stateFiles, vmList } from '../workflows/summary';
-import type { OperationProgress, VmProgress } from '../workflows/definitions';
+import type { OperationProgress, VmProgress } from '../common/messages';
 
 const MiB = 1024 * 1024;
 
@@ -96,4 +97,17 @@ test('summary helpers keep a line short', () => {
   assert.equal(formatBytes(512), '512 B');
   assert.equal(formatBytes(51498390), '49.1 MiB');
   assert.equal(formatBytes(3 * 1024 * MiB), '3.0 GiB');
+});
+
+test('a transfer report delivered after the save settled the figures leaves them at 100 % (CI saw 99 % on the Web UI)', () => {
+  const vms: Record<string, VmProgress> = { vm0: { host: 'a', state: 'saved', bytesDone: 40 * MiB, bytesTotal: 40 * MiB } };
+  // Sent during the save (total = the VM's RAM), delivered after the save's result.
+  applyTransferReports(vms, [{ vm: 'vm0', bytesDone: 39 * MiB, bytesTotal: 128 * MiB }], new Set(['vm0']));
+  assert.deepEqual(vms.vm0, { host: 'a', state: 'saved', bytesDone: 40 * MiB, bytesTotal: 40 * MiB });
+  const details = renderDetails(progress(vms, { phase: 'done' }), 1000);
+  assert.match(details, /saved \*\*40(\.0)? MiB of 40(\.0)? MiB\*\* \(100 %\)/);
+  // Not settled yet: reports move the counts, never backwards.
+  const running: Record<string, VmProgress> = { vm1: { host: 'b', state: 'paused', bytesDone: 10 * MiB, bytesTotal: 128 * MiB } };
+  applyTransferReports(running, [{ vm: 'vm1', bytesDone: 5 * MiB, bytesTotal: 128 * MiB }, { vm: 'vm1', bytesDone: 20 * MiB, bytesTotal: 128 * MiB }], new Set());
+  assert.equal(running.vm1?.bytesDone, 20 * MiB);
 });

@@ -8,13 +8,8 @@ import { waitForConsole, ringErrors, readConsole, ringTokens } from '../harness/
 
 let bed: TestBed;
 
-before(async () => {
-  bed = await TestBed.start({ hosts: ['a', 'b'], taps: 3 });
-});
-
-after(async () => {
-  await bed?.stop();
-});
+before(async () => (bed = await TestBed.start({ hosts: ['a', 'b'], taps: 3 })));
+after(() => bed?.stop());
 
 test('a 3-VM ring on 2 host workers is launched, runs, and reports its QMP status through Temporal', { timeout: 180_000 }, async (t) => {
   const vms = [

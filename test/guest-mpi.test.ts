@@ -13,7 +13,7 @@ import { expectedChecksum } from './helpers/mpi';
 import * as readline from 'node:readline';
 import { PrivateNetwork } from '../harness/netns';
 import { janitor } from '../harness/janitor';
-import type { ProcessIdentity } from '../common/proc';
+import type { ProcessIdentity } from '../node/proc';
 
 const REPO = path.resolve(__dirname, '..', '..'); // dist/test -> repo root
 const CLUSTER_WAIT_MS = 240_000; // boot + launch + job of three TCG VMs on a busy 2-core host

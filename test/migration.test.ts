@@ -21,7 +21,7 @@ import {
   startBackgroundSnapshot,
   type BackgroundSnapshot,
 } from '../activities/host/migration';
-import { sleep } from '../common/proc';
+import { sleep } from '../node/proc';
 import { GuestVm, type GuestVmOptions } from '../harness/guest-vm';
 import { janitor } from '../harness/janitor';
 import { PrivateNetwork } from '../harness/netns';

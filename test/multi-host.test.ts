@@ -16,7 +16,7 @@ import { janitor, killRecordedVms } from '../harness/janitor';
 import { Lab, STORE, SWITCH_IP, type Machine } from '../harness/lab';
 import { startUnit, type StartedUnit } from '../harness/unit';
 import { waitForConsole } from '../harness/console';
-import { sleep, terminate, waitFor } from '../common/proc';
+import { sleep, terminate, waitFor } from '../node/proc';
 import type { DoctorReport } from '../common/doctor';
 import type { Manifest } from '../common/manifest';
 import { assertRingContinued } from './helpers/ring-check';

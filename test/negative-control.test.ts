@@ -8,36 +8,29 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TestBed, ringSpec } from '../harness/testbed';
+import type { TestBed } from '../harness/testbed';
 import { readConsole, ringErrors, ringTokens, waitForConsole } from '../harness/console';
 import { QmpClient } from '../activities/qmp';
 import { StateReceiver } from '../activities/host/transfer';
 import { manifestSchema, type Manifest } from '../common/manifest';
-import { sleep } from '../common/proc';
+import { sleep } from '../node/proc';
 import { assertRingContinued, sinceLastRestore } from './helpers/ring-check';
+import { placementOf, RING3, startRingBed } from './helpers/ring-bed';
 
 const CLUSTER = 'negative';
-const VMS = [
-  { name: 'vm0', host: 'a' },
-  { name: 'vm1', host: 'b' },
-  { name: 'vm2', host: 'a' },
-];
-const HOME = Object.fromEntries(VMS.map((v) => [v.name, v.host]));
+const VMS = RING3;
+const HOME = placementOf(VMS);
 let bed: TestBed;
 let coordinated: Manifest;
 
 before(async () => {
-  bed = await TestBed.start({ hosts: ['a', 'b'], taps: 3 });
-  await bed.vccr.up(ringSpec(bed, CLUSTER, VMS, { stallSec: 5 }));
-  for (const vm of VMS) await waitForConsole(bed.consoleLog(vm.host, CLUSTER, vm.name), /(?:^RING TOKEN .*\n){5}/m, { timeoutMs: 120_000 });
+  bed = await startRingBed(CLUSTER, VMS, { stallSec: 5 });
   const result = await bed.vccr.checkpoint(CLUSTER, { checkpointId: 'coordinated' });
   assert.ok('downtimeMs' in result);
   coordinated = (await bed.vccr.checkpoints.show(CLUSTER, 'coordinated')).manifest;
 });
 
-after(async () => {
-  await bed?.stop();
-});
+after(() => bed?.stop());
 
 /** Saves one VM on its own, as a careless script would: stop, migrate to a file, cont. */
 async function saveAlone(host: string, vm: string, file: string): Promise<{ size: number; sha256: string }> {

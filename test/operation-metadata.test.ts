@@ -9,12 +9,8 @@ import { checkpointWorkflowId } from '../common/ids';
 let bed: TestBed;
 const CLUSTER = 'meta';
 
-before(async () => {
-  bed = await TestBed.start({ hosts: ['a', 'b'] });
-});
-after(async () => {
-  await bed?.stop();
-});
+before(async () => (bed = await TestBed.start({ hosts: ['a', 'b'] })));
+after(() => bed?.stop());
 
 async function described(): Promise<Map<string, { type: string; summary: string | undefined; details: string | undefined }>> {
   const client = await bed.temporal();

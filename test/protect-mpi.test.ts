@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { TestBed } from '../harness/testbed';
 import { readConsole, waitForConsole } from '../harness/console';
 import { killRecordedVms } from '../harness/janitor';
-import { sleep } from '../common/proc';
+import { sleep } from '../node/proc';
 import { MPI_VMS, assertMpiFinishedFrom, mpiIterationAtCheckpoint, mpiIterations as iterations, mpiSpec } from './helpers/mpi';
 
 const CLUSTER = 'mpiprot';

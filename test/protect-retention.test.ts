@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestBed } from '../harness/testbed';
 import { temporalCliPath } from '../harness/dev-server';
-import { sleep } from '../common/proc';
+import { sleep } from '../node/proc';
 import { protectScheduleId } from '../common/ids';
 import type { Manifest } from '../common/manifest';
 import { assertRingContinued, sinceLastRestore } from './helpers/ring-check';

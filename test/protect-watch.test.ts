@@ -10,9 +10,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestBed } from '../harness/testbed';
 import { killRecordedVms } from '../harness/janitor';
-import { isAlive, sleep } from '../common/proc';
+import { isAlive, sleep } from '../node/proc';
 import { watchWorkflowId } from '../common/ids';
-import type { WatchPhase, WatchState } from '../workflows/watch-definitions';
+import type { WatchPhase, WatchState } from '../common/watch-messages';
 import { assertRingContinued, sinceLastRestore } from './helpers/ring-check';
 import { JOURNAL_VM, RING_VMS, assertJournalContinued, assertRingAlive, journalAtCheckpoint, protectSpec, waitUntilRunning } from './helpers/protect-bed';
 

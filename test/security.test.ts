@@ -9,28 +9,18 @@ import { connect, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { join, relative } from 'node:path';
 import { Worker, NativeConnection } from '@temporalio/worker';
-import { REPO_ROOT, TestBed, ringSpec } from '../harness/testbed';
+import { REPO_ROOT, type TestBed } from '../harness/testbed';
 import { freePort } from '../harness/ports';
-import { waitForConsole } from '../harness/console';
+import { RING2, startRingBed } from './helpers/ring-bed';
 import { VccrClient } from '../client';
 import { toVccrError } from '../client/errors';
 import type { ResolvedVm } from '../common/spec';
 import { DEFAULT_CONTROLLER_TASK_QUEUE } from '../common/ids';
 
+const VMS = RING2;
 let bed: TestBed;
-const VMS = [
-  { name: 'vm0', host: 'a' },
-  { name: 'vm1', host: 'b' },
-];
-
-before(async () => {
-  bed = await TestBed.start({ hosts: ['a', 'b'], taps: 2 });
-  await bed.vccr.up(ringSpec(bed, 'sec', VMS));
-  for (const vm of VMS) await waitForConsole(bed.consoleLog(vm.host, 'sec', vm.name), /^RING TOKEN/m, { timeoutMs: 120_000 });
-});
-after(async () => {
-  await bed?.stop();
-});
+before(async () => (bed = await startRingBed('sec', VMS, { tokens: 1 })));
+after(() => bed?.stop());
 
 test('a host worker refuses to act on a VM another host launched', { timeout: 120_000 }, async () => {
   const connection = await NativeConnection.connect({ address: bed.server.address });
@@ -110,7 +100,7 @@ test('no shell anywhere in the product code', () => {
       }
     }
   };
-  for (const dir of ['activities', 'workflows', 'workers', 'client', 'common']) scan(join(REPO_ROOT, dir));
+  for (const dir of ['activities', 'workflows', 'workers', 'client', 'common', 'node']) scan(join(REPO_ROOT, dir));
   assert.deepEqual(offenders, []);
 });
 

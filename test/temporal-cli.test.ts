@@ -19,13 +19,8 @@ const VMS = [
   { name: 'vm2', host: 'a' },
 ];
 
-before(async () => {
-  bed = await TestBed.start({ hosts: ['a', 'b'], taps: 3 });
-});
-
-after(async () => {
-  await bed?.stop();
-});
+before(async () => (bed = await TestBed.start({ hosts: ['a', 'b'], taps: 3 })));
+after(() => bed?.stop());
 
 test('the README`s temporal workflow start commands launch, checkpoint and restart a cluster', { timeout: 300_000 }, async (t) => {
   const script = readmeBlock('temporal-cli');

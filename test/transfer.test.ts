@@ -9,7 +9,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { StateReceiver, sendState } from '../activities/host/transfer';
-import { HashLane, SLOT_BYTES, sha256File } from '../activities/host/hasher';
+import { HashLane, SLOT_BYTES, sha256File } from '../node/hasher';
 import { StateFile } from '../activities/host/state-file';
 
 const dir = mkdtempSync('/tmp/vccr-transfer-');
@@ -93,7 +93,7 @@ test('an existing file is never overwritten', async () => {
 
 test('idle hashing threads do not keep a process alive', () => {
   // A process that hashed a file must exit by itself (the lane it used stays pooled, unreferenced).
-  const hasher = resolve(__dirname, '..', 'activities', 'host', 'hasher.js');
+  const hasher = resolve(__dirname, '..', 'node', 'hasher.js');
   const file = join(dir, 'small');
   writeFileSync(file, 'hello');
   const out = execFileSync(process.execPath, ['-e', `require(${JSON.stringify(hasher)}).sha256File(${JSON.stringify(file)}).then((h) => console.log(h))`], { timeout: 20_000, encoding: 'utf8' });

@@ -6,7 +6,7 @@ import { decide } from '../workflows/watch-decide';
 import { restartInputFor } from '../workflows/recover';
 import { clusterSpecSchema, type ClusterSpec } from '../common/spec';
 import { watchSettingsSchema, type Failure } from '../common/protection';
-import type { WatchState } from '../workflows/watch-definitions';
+import type { WatchState } from '../common/watch-messages';
 
 const T0 = Date.parse('2026-11-25T12:00:00Z');
 const settings = watchSettingsSchema.parse({ graceSeconds: 10, maxRecoveriesPerHour: 2, backoffSeconds: 5 });

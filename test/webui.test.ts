@@ -11,7 +11,7 @@ import { REPO_ROOT, TestBed, idleSpec } from '../harness/testbed';
 import { freePort } from '../harness/ports';
 import { Browser, type Page } from '../harness/browser';
 import type { CheckpointResult } from '../client';
-import { clusterStateQuery, progressQuery } from '../workflows/definitions';
+import { clusterStateQuery, progressQuery } from '../common/messages';
 import { clusterWorkflowId } from '../common/ids';
 
 const CLUSTER = 'webui';

@@ -5,8 +5,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
-import { childLogger } from '../common/logger';
-import { TEMPORAL_OPTION_DOCS, temporalFlags, temporalSettings } from '../common/temporal-config';
+import { childLogger } from '../node/logger';
+import { TEMPORAL_OPTION_DOCS, temporalFlags, temporalSettings } from '../node/temporal-config';
 import { createControllerActivities } from '../activities/controller';
 import { createControllerPreflightActivities } from '../activities/controller/preflight';
 import { checkConfiguredStore, connectClient, connectWorker, installSdkLogging, runUntilSignalled } from './runtime';

@@ -2,8 +2,8 @@
 // clear line instead of a stack trace when they are wrong (exit code 2, which the systemd units treat as
 // "do not restart": a configuration error does not heal by retrying).
 import { parseArgs } from 'node:util';
-import { formatOptions, parseArgsOptions, type OptionDocs } from '../common/help';
-import { vccrVersion } from '../common/version';
+import { formatOptions, parseArgsOptions, type OptionDocs } from '../node/help';
+import { vccrVersion } from '../node/version';
 
 export const EXIT_USAGE = 2;
 

@@ -5,17 +5,17 @@
 //
 //   vccr-host-worker --host a [--state-dir /var/lib/vccr/hosts/a] [--qemu qemu-system-x86_64] ...   (dist/workers/host.js)
 import { Worker } from '@temporalio/worker';
-import { childLogger } from '../common/logger';
+import { childLogger } from '../node/logger';
 import { absolutePathSchema, nameSchema, taskQueueSchema } from '../common/names';
 import { hostTaskQueue } from '../common/ids';
-import { TEMPORAL_OPTION_DOCS, temporalFlags, temporalSettings } from '../common/temporal-config';
+import { TEMPORAL_OPTION_DOCS, temporalFlags, temporalSettings } from '../node/temporal-config';
 import { createHostActivities } from '../activities/host';
 import { HostRuntime } from '../activities/host/runtime';
 import { createHostPreflightActivities } from '../activities/host/preflight';
-import { transferProgressSignal } from '../workflows/definitions';
+import { transferProgressSignal } from '../common/messages';
 import { checkConfiguredStore, connectClient, connectWorker, installSdkLogging, runUntilSignalled } from './runtime';
 import { exitWithUsage, parseWorkerArgs, UsageError, type WorkerArgs, type WorkerProgram } from './flags';
-import { ensurePauseGuard } from '../activities/host/guard';
+import { ensurePauseGuard } from '../activities/host/pause-guard';
 
 const PROGRAM: WorkerProgram = {
   name: 'vccr-host-worker',

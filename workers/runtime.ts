@@ -4,8 +4,8 @@ import { statSync } from 'node:fs';
 import { NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { Connection, Client } from '@temporalio/client';
 import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
-import { rootLogger, type Logger } from '../common/logger';
-import { howToPointAtTemporal, tlsOption, type TemporalSettings } from '../common/temporal-config';
+import { rootLogger, type Logger } from '../node/logger';
+import { howToPointAtTemporal, tlsOption, type TemporalSettings } from '../node/temporal-config';
 
 class PinoSdkLogger implements SdkLogger {
   constructor(private readonly pino: Logger) {}

@@ -3,7 +3,7 @@
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { SEARCH_ATTRIBUTE_TYPES } from '../common/search-attributes';
-import type { Logger } from '../common/logger';
+import type { Logger } from '../node/logger';
 
 export async function ensureSearchAttributes(client: Client, namespace: string, log: Logger): Promise<void> {
   const operator = client.connection.operatorService;

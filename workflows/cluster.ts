@@ -21,7 +21,7 @@ import {
   rolloverSignal,
   type AcquireRequest,
   type ClusterState,
-} from './definitions';
+} from '../common/messages';
 import { renderClusterDetails } from './details';
 
 const RECENT_LIMIT = 20;

@@ -1,7 +1,7 @@
 // The "current details" of an operation (setCurrentDetails): a short markdown the Web UI shows on the
 // workflow's page while it runs and after — phase, bytes saved of total, each VM's state, phase times.
 // A pure function of the progress state, so it is tested and changed without touching a workflow.
-import type { ClusterState, OperationProgress } from './definitions';
+import type { ClusterState, OperationProgress } from '../common/messages';
 import { formatBytes, vmList } from './summary';
 
 /** Above this many VMs, the details count VMs per state instead of listing each one. */

@@ -5,9 +5,9 @@ import { inspectInputSchema, type InspectInput } from '../common/workflow-inputs
 import { taskQueueOf } from '../common/spec';
 import type { VmStatus } from '../activities/host/types';
 import { controllerActivities, hostActivities } from './proxies';
-import { groupByHost, onEveryHostSettled } from './hosts';
+import { groupByHost, onEveryHostSettled } from './barriers';
 import { reasonOf, validateInput } from './validate';
-import type { ClusterState } from './definitions';
+import type { ClusterState } from '../common/messages';
 import { vmList, withSummary } from './summary';
 
 export interface InspectResult {

@@ -6,7 +6,7 @@ import { resolveVm, taskQueueOf, type ResolvedVm } from '../common/spec';
 import type { LaunchedVm } from '../activities/host/types';
 import { acquireCluster, releaseCluster } from './lock';
 import { hostActivities } from './proxies';
-import { groupByHost, onEveryHost, onEveryHostSettled } from './hosts';
+import { groupByHost, onEveryHost, onEveryHostSettled } from './barriers';
 import { ProgressTracker } from './progress';
 import { failWith, reasonOf, validateInput } from './validate';
 import { vmList, withSummary } from './summary';

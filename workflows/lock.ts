@@ -3,7 +3,7 @@ import { ActivityFailure, ApplicationFailure, getExternalWorkflowHandle, workflo
 import type { ClusterSpec } from '../common/spec';
 import { controllerActivities } from './proxies';
 import { clusterWorkflowId } from '../common/ids';
-import { releaseSignal, type AcquireReply, type OperationKind, type ReleaseRequest } from './definitions';
+import { releaseSignal, type AcquireReply, type OperationKind, type ReleaseRequest } from '../common/messages';
 import { withSummary } from './summary';
 
 export async function acquireCluster(

@@ -9,11 +9,14 @@ import {
   type OperationKind,
   type OperationProgress,
   type VmPhaseState,
-} from './definitions';
+} from '../common/messages';
 import { renderDetails } from './details';
+import { applyTransferReports } from './transfer-progress';
 
 export class ProgressTracker {
   readonly state: OperationProgress;
+  /** VMs whose byte counts their phase's result set: late transfer reports leave them alone. */
+  private readonly settled = new Set<string>();
 
   constructor(operation: OperationKind, cluster: string, checkpointId?: string) {
     this.state = {
@@ -30,13 +33,8 @@ export class ProgressTracker {
       startedAt: Date.now(),
     };
     setHandler(progressQuery, () => this.state);
-    setHandler(transferProgressSignal, (updates) => {
-      for (const u of updates) {
-        const vm = this.state.vms[u.vm];
-        if (!vm) continue;
-        vm.bytesDone = Math.max(vm.bytesDone, u.bytesDone);
-        vm.bytesTotal = Math.max(vm.bytesTotal, u.bytesTotal);
-      }
+    setHandler(transferProgressSignal, (reports) => {
+      applyTransferReports(this.state.vms, reports, this.settled);
       this.sumBytes();
       this.showDetails();
     });
@@ -84,6 +82,8 @@ export class ProgressTracker {
     if (!vm) return;
     vm.bytesDone = done;
     vm.bytesTotal = total;
+    if (total > 0 && done === total) this.settled.add(name);
+    else this.settled.delete(name);
     this.sumBytes();
     this.showDetails();
   }

@@ -1,6 +1,7 @@
 // Typed activity proxies with the timeouts and retries each protocol step needs. Host activities go to
 // the host's own task queue; a short scheduleToStartTimeout is how a dead host worker is noticed (no
-// worker polls its queue), and long steps heartbeat so a worker that dies mid-step is noticed in seconds.
+// worker polls its queue), and every activity heartbeats (activities/heartbeat.ts) so a worker that dies
+// mid-step is noticed in seconds.
 import { proxyActivities, proxyLocalActivities, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { HostActivities } from '../activities/host';
@@ -9,7 +10,7 @@ import type { ControllerActivities } from '../activities/controller';
 /** How long a host activity may wait for its worker before the host counts as unreachable. */
 export const HOST_PICKUP_TIMEOUT = '10 seconds';
 
-/** Every activity heartbeats about twice a second: a dead worker is noticed after this. */
+/** Every activity heartbeats twice a second (activities/heartbeat.ts): a dead worker is noticed after this. */
 const DEAD_WORKER_AFTER = '5 seconds';
 
 /**
@@ -25,7 +26,7 @@ const quick: ActivityOptions = {
   retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '2 seconds', maximumAttempts: 5 },
 };
 
-/** Steps that stream data or boot processes: they heartbeat about once a second. */
+/** Steps that stream data or boot processes: a long start-to-close, and fewer attempts. */
 function long(startToClose: Duration, heartbeat: Duration = DEAD_WORKER_AFTER, attempts = 3): ActivityOptions {
   return {
     scheduleToStartTimeout: HOST_PICKUP_TIMEOUT,
@@ -66,23 +67,4 @@ export function controllerActivities() {
       retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 5 },
     }),
   };
-}
-
-/**
- * How far ahead the pause is scheduled, so every host issues its stops at the same moment: as late as the
- * slowest host took to receive the prepare step, with room to spare. This delays the checkpoint, not the
- * guests (they run until the pause).
- */
-export function pauseLead(sentAt: number, receivedAt: number[]): number {
-  const slowest = receivedAt.length ? Math.max(...receivedAt) - sentAt : 0;
-  return Math.max(100, Math.min(1000, Math.round(slowest * 2) + 50));
-}
-
-/**
- * How far ahead to schedule a timed barrier, from how late hosts received the previous one: late enough
- * for the slowest host, and not a moment longer (on resume, every millisecond is downtime).
- */
-export function barrierLead(sentAt: number, receivedAt: number[]): number {
-  const slowest = receivedAt.length ? Math.max(...receivedAt) - sentAt : 0;
-  return Math.max(5, Math.min(250, Math.round(slowest * 1.25) + 15));
 }

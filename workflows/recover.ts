@@ -8,7 +8,7 @@ import { ApplicationFailure, getExternalWorkflowHandle, executeChild, log, sleep
 import { recoverInputSchema, type Failure } from '../common/protection';
 import type { CheckpointSummary } from '../activities/controller/types';
 import type { RestartResult } from './restart';
-import { noteSignal } from './definitions';
+import { noteSignal } from '../common/messages';
 import { controllerActivities } from './proxies';
 import { ProgressTracker } from './progress';
 import { reasonOf, validateInput } from './validate';

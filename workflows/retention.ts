@@ -9,10 +9,10 @@ import { taskQueueOf } from '../common/spec';
 import type { CompactedVm } from '../activities/host/compact';
 import { acquireCluster, releaseCluster } from './lock';
 import { controllerActivities, hostActivities } from './proxies';
-import { groupByHost, onEveryHostSettled } from './hosts';
+import { groupByHost, onEveryHostSettled } from './barriers';
 import type { ProgressTracker } from './progress';
 import { reasonOf } from './validate';
-import type { AcquireReply } from './definitions';
+import type { AcquireReply } from '../common/messages';
 import { vmList, withSummary } from './summary';
 
 export interface RetentionOutcome {

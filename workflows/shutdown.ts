@@ -4,7 +4,7 @@ import { shutdownInputSchema, type ShutdownInput } from '../common/workflow-inpu
 import { taskQueueOf } from '../common/spec';
 import { acquireCluster, releaseCluster } from './lock';
 import { hostActivities } from './proxies';
-import { groupByHost, onEveryHostSettled } from './hosts';
+import { groupByHost, onEveryHostSettled } from './barriers';
 import { ProgressTracker } from './progress';
 import { reasonOf, validateInput } from './validate';
 import { vmList, withSummary } from './summary';

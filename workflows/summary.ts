@@ -1,6 +1,7 @@
 // One-line summaries on activity calls: the Web UI shows them in a workflow's timeline and event history
 // ("pause vm0, vm2 on host a"), so a person can follow an operation without knowing our activity names.
 // A summary lives in the command's user metadata only: adding or changing one never breaks replay.
+import { storeLayout } from '../common/store-layout';
 
 type SummarizableActivity = (...args: never[]) => Promise<unknown>;
 interface WithOptions {
@@ -30,7 +31,7 @@ export function vmList(vms: readonly string[], max = 4): string {
 
 /** "ck-1/vm0.state, vm2.state" */
 export function stateFiles(checkpointId: string, vms: readonly string[]): string {
-  return `${checkpointId}/${vmList(vms.map((vm) => `${vm}.state`))}`;
+  return `${checkpointId}/${vmList(vms.map(storeLayout.stateFileName))}`;
 }
 
 /** 51498390 → "49.1 MiB" */

@@ -1,3 +1,5 @@
+// Workflow input validation and failure messages: bad input fails the workflow with one line naming the
+// field; an activity's failure is reported by its own message, keeping its cause for the client.
 import { ApplicationFailure } from '@temporalio/workflow';
 import type { z } from 'zod';
 import { describeZodError } from '../common/errors';

@@ -1,7 +1,7 @@
 // What the watch does about what it saw (pure: no activities, so it is easy to reason about and test).
 import type { Failure } from '../common/protection';
 import type { ClusterSpec } from '../common/spec';
-import type { WatchPhase, WatchState } from './watch-definitions';
+import type { WatchPhase, WatchState } from '../common/watch-messages';
 
 export type Decision =
   | { action: 'wait'; phase: WatchPhase; reason: string }

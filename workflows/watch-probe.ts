@@ -7,7 +7,7 @@ import type { VmStatus } from '../activities/host/types';
 import type { Failure, WatchSettings } from '../common/protection';
 import { taskQueueOf, type ClusterSpec } from '../common/spec';
 import { controllerActivities } from './proxies';
-import { groupByHost, onEveryHostSettled } from './hosts';
+import { groupByHost, onEveryHostSettled } from './barriers';
 import { reasonOf } from './validate';
 import { vmList, withSummary } from './summary';
 

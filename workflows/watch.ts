@@ -19,13 +19,13 @@ import {
 } from '@temporalio/workflow';
 import { watchInputSchema, type Failure, type WatchSettings } from '../common/protection';
 import { VCCR_CLUSTER, VCCR_OPERATION, VCCR_PHASE } from '../common/search-attributes';
-import type { ClusterState } from './definitions';
+import type { ClusterState } from '../common/messages';
 import type { ClusterSpec } from '../common/spec';
 import { controllerActivities } from './proxies';
 import { reasonOf, validateInput } from './validate';
 import { decide, describeFailure, renderWatchDetails } from './watch-decide';
 import { fenceHost, probeCluster } from './watch-probe';
-import { configureWatchSignal, operatorRecoverUpdate, stopWatchSignal, watchStateQuery, type WatchPhase, type WatchState } from './watch-definitions';
+import { configureWatchSignal, operatorRecoverUpdate, stopWatchSignal, watchStateQuery, type WatchPhase, type WatchState } from '../common/watch-messages';
 import type { RecoveryResult } from './recover';
 import { withSummary } from './summary';
 import { isRecoveryRestart, recoveryWorkflowId } from '../common/ids';

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { isMergedFrom, planMerges, type MergeStep } from '../../common/disk-chains';
 import { storeLayout } from '../../common/store-layout';
 import type { Manifest } from '../../common/manifest';
-import { childLogger } from '../../common/logger';
+import { childLogger } from '../../node/logger';
 import { chainFiles, imageChain, rebasePreservingContent } from '../qemu-img';
 
 const log = childLogger('chains');

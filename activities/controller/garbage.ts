@@ -11,7 +11,7 @@ import { describeZodError } from '../../common/errors';
 import { manifestSchema } from '../../common/manifest';
 import { CHECKPOINT_ID_PATTERN } from '../../common/names';
 import { storeLayout, type DiskChainRecord } from '../../common/store-layout';
-import { childLogger } from '../../common/logger';
+import { childLogger } from '../../node/logger';
 import { testHook } from '../test-hooks';
 import { chainFiles } from '../qemu-img';
 import { currentChain } from './chains';

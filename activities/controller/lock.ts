@@ -3,9 +3,9 @@
 // since closed — terminated by hand, say — is taken over, so a cluster can never stay locked forever.
 import { ApplicationFailure } from '@temporalio/activity';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
-import { childLogger } from '../../common/logger';
+import { childLogger } from '../../node/logger';
 import { clusterWorkflowId } from '../../common/ids';
-import { acquireUpdate, clusterStateQuery, type AcquireReply, type ClusterState } from '../../workflows/definitions';
+import { acquireUpdate, clusterStateQuery, type AcquireReply, type ClusterState } from '../../common/messages';
 import type { AcquireClusterRequest } from './types';
 import type { clusterRecord } from '../../workflows/cluster';
 

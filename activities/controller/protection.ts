@@ -3,11 +3,11 @@
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { writeFileAtomic } from '../../common/fsutil';
+import { writeFileAtomic } from '../../node/fsutil';
 import { watchWorkflowId } from '../../common/ids';
 import { storeLayout } from '../../common/store-layout';
-import { childLogger } from '../../common/logger';
-import { watchStateQuery, type WatchState } from '../../workflows/watch-definitions';
+import { childLogger } from '../../node/logger';
+import { watchStateQuery, type WatchState } from '../../common/watch-messages';
 
 const log = childLogger('protection');
 

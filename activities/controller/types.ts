@@ -1,6 +1,6 @@
 // Requests and replies of the controller activities (cluster lock and checkpoint store).
 import type { Manifest, ResumeRecord } from '../../common/manifest';
-import type { AcquireRequest } from '../../workflows/definitions';
+import type { AcquireRequest } from '../../common/messages';
 
 export interface AcquireClusterRequest extends AcquireRequest {
   cluster: string;

@@ -13,7 +13,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { Decoder, Encoder } from '@toondepauw/node-zstd';
 import type { StateCodec } from '../../common/spec';
-import { SLOT_BYTES } from './hasher';
+import { SLOT_BYTES } from '../../node/hasher';
 import type { StateFile } from './state-file';
 
 export type { StateCodec };

@@ -7,7 +7,7 @@ import { chmod } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
-import { mkdirDurable, writeFileAtomic } from '../../common/fsutil';
+import { mkdirDurable, writeFileAtomic } from '../../node/fsutil';
 import { storeLayout, type DiskChainRecord } from '../../common/store-layout';
 
 const run = promisify(execFile);

@@ -2,7 +2,8 @@
 // worker trusts no caller: every request is validated with its schema (requests.ts) before anything is
 // done, and refused as InvalidRequest, naming the field, otherwise.
 import { inspectVms, stopVms, ensureVmsGone } from './lifecycle';
-import { prepareCheckpoint, pauseVms, freezeDisks, saveVmStates, resumeVms } from './checkpoint-steps';
+import { prepareCheckpoint, pauseVms, freezeDisks, resumeVms } from './checkpoint-steps';
+import { saveVmStates } from './save-step';
 import { launchVms, verifyStateFiles, loadVmStates } from './restore-steps';
 import { compactDisks } from './compact';
 import { ProgressReporter, type SignalProgress } from './progress';
@@ -26,6 +27,16 @@ import {
 } from './requests';
 
 export function createHostActivities(runtime: HostRuntime, signalProgress: SignalProgress) {
+  /** Runs a streaming step that reports bytes to the workflow's progress through signals. */
+  const reporting = async <T>(req: { progressWorkflowId: string }, step: (report: ProgressReporter['report']) => Promise<T>): Promise<T> => {
+    const progress = new ProgressReporter(req.progressWorkflowId, signalProgress);
+    try {
+      return await step(progress.report);
+    } finally {
+      // Not awaited: the last progress signal must not delay the barrier (a save's is inside the pause).
+      void progress.flush();
+    }
+  };
   return allHeartbeating(withStepHooks({
     launchVms: validated('launchVms', launchRequestSchema, (req) => launchVms(runtime, req)),
     inspectVms: validated('inspectVms', vmRefSchema, (req) => inspectVms(runtime, req)),
@@ -34,27 +45,11 @@ export function createHostActivities(runtime: HostRuntime, signalProgress: Signa
     prepareCheckpoint: validated('prepareCheckpoint', prepareRequestSchema, (req) => prepareCheckpoint(runtime, req)),
     pauseVms: validated('pauseVms', pauseRequestSchema, (req) => pauseVms(runtime, req)),
     freezeDisks: validated('freezeDisks', freezeRequestSchema, (req) => freezeDisks(runtime, req)),
-    saveVmStates: validated('saveVmStates', saveRequestSchema, async (req) => {
-      const progress = new ProgressReporter(req.progressWorkflowId, signalProgress);
-      try {
-        return await saveVmStates(runtime, req, progress.report);
-      } finally {
-        // Not awaited: the last progress signal must not delay the save barrier (it is inside the pause).
-        void progress.flush();
-      }
-    }),
+    saveVmStates: validated('saveVmStates', saveRequestSchema, (req) => reporting(req, (report) => saveVmStates(runtime, req, report))),
     resumeVms: validated('resumeVms', resumeRequestSchema, (req) => resumeVms(runtime, req)),
     verifyStateFiles: validated('verifyStateFiles', verifyStateRequestSchema, (req) => verifyStateFiles(runtime, req)),
     compactDisks: validated('compactDisks', compactRequestSchema, (req) => compactDisks(runtime, req)),
-    loadVmStates: validated('loadVmStates', loadRequestSchema, async (req) => {
-      const progress = new ProgressReporter(req.progressWorkflowId, signalProgress);
-      try {
-        return await loadVmStates(runtime, req, progress.report);
-      } finally {
-        // Not awaited: the last progress signal must not delay the load barrier.
-        void progress.flush();
-      }
-    }),
+    loadVmStates: validated('loadVmStates', loadRequestSchema, (req) => reporting(req, (report) => loadVmStates(runtime, req, report))),
   }));
 }
 

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
-import { processStartTime, terminate } from '../../common/proc';
+import { processStartTime, terminate } from '../../node/proc';
 import { storeLayout } from '../../common/store-layout';
 import type { ResolvedVm } from '../../common/spec';
 import { buildQemuArgs } from './qemu-args';
@@ -41,44 +41,8 @@ export async function launchVm(runtime: HostRuntime, req: LaunchOne): Promise<La
   }
   if (existing) await runtime.dropSession(vm.cluster, vm.name);
 
-  const dir = runtime.registry.vmDir(vm.cluster, vm.name);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const paths = {
-    qmpSocket: join(dir, 'qmp.sock'),
-    guardSocket: join(dir, 'guard.sock'),
-    consoleLog: join(dir, 'console.log'),
-    pidFile: join(dir, 'qemu.pid'),
-    diskLayers: {} as Record<string, string>,
-  };
-  for (const socket of [paths.qmpSocket, paths.guardSocket]) {
-    if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-      throw ApplicationFailure.nonRetryable(
-        `socket path ${socket} is longer than ${MAX_SOCKET_PATH} bytes: give the host worker a shorter --state-dir`,
-        'PathTooLong',
-      );
-    }
-  }
-  // A worker that died between starting QEMU and writing the record leaves a QEMU nobody knows: end it.
-  await killOrphan(paths.pidFile, paths.qmpSocket);
-  for (const path of [paths.qmpSocket, paths.guardSocket, paths.pidFile]) rmSync(path, { force: true });
-
-  const disks: DiskChain[] = [];
-  for (const disk of vm.disks) {
-    const layer = storeLayout.diskLayer(store, vm.cluster, vm.name, disk.id, operationId);
-    let backing: string[];
-    if (req.frozen) {
-      const chain = req.frozen[disk.id];
-      if (!chain?.[0]) throw ApplicationFailure.nonRetryable(`no frozen layer recorded for disk ${disk.id} of VM ${vm.name}`, 'CorruptManifest');
-      await createOverlay(layer, chain[0], 'qcow2');
-      // The headers are the truth: merges may have shortened the chain the manifest recorded.
-      backing = (await chainFiles(layer)).slice(1);
-    } else {
-      await createOverlay(layer, disk.image, disk.format);
-      backing = [disk.image];
-    }
-    paths.diskLayers[disk.id] = layer;
-    disks.push({ id: disk.id, active: layer, backing });
-  }
+  const paths = await freshVmDir(runtime, vm);
+  const disks = await createDisks(req, paths);
 
   const machineType = runtime.qemu.machineAliases[vm.machine] ?? vm.machine;
   const argv = buildQemuArgs({ vm, machineType, paths, incoming: req.restoringFrom !== undefined });
@@ -117,6 +81,63 @@ export async function launchVm(runtime: HostRuntime, req: LaunchOne): Promise<La
   for (const d of disks) await writeChainRecord(store, { cluster: vm.cluster, vm: vm.name, disk: d.id, active: d.active, backing: d.backing });
   runtime.log.info({ vm: vm.name, cluster: vm.cluster, pid, operationId, restoringFrom: req.restoringFrom }, 'VM launched');
   return describe(runtime, record, false);
+}
+
+interface VmPaths {
+  qmpSocket: string;
+  guardSocket: string;
+  consoleLog: string;
+  pidFile: string;
+  /** Disk id → the layer QEMU opens. */
+  diskLayers: Record<string, string>;
+}
+
+/** The VM's folder, with no socket or pid file of an earlier incarnation left (and no orphan QEMU). */
+async function freshVmDir(runtime: HostRuntime, vm: ResolvedVm): Promise<VmPaths> {
+  const dir = runtime.registry.vmDir(vm.cluster, vm.name);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const paths: VmPaths = {
+    qmpSocket: join(dir, 'qmp.sock'),
+    guardSocket: join(dir, 'guard.sock'),
+    consoleLog: join(dir, 'console.log'),
+    pidFile: join(dir, 'qemu.pid'),
+    diskLayers: {},
+  };
+  for (const socket of [paths.qmpSocket, paths.guardSocket]) {
+    if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
+      throw ApplicationFailure.nonRetryable(
+        `socket path ${socket} is longer than ${MAX_SOCKET_PATH} bytes: give the host worker a shorter --state-dir`,
+        'PathTooLong',
+      );
+    }
+  }
+  // A worker that died between starting QEMU and writing the record leaves a QEMU nobody knows: end it.
+  await killOrphan(paths.pidFile, paths.qmpSocket);
+  for (const path of [paths.qmpSocket, paths.guardSocket, paths.pidFile]) rmSync(path, { force: true });
+  return paths;
+}
+
+/** A new top layer per disk — over the base image, or for a restore over the checkpoint's frozen layer. */
+async function createDisks(req: LaunchOne, paths: VmPaths): Promise<DiskChain[]> {
+  const { vm, store, operationId } = req;
+  const disks: DiskChain[] = [];
+  for (const disk of vm.disks) {
+    const layer = storeLayout.diskLayer(store, vm.cluster, vm.name, disk.id, operationId);
+    let backing: string[];
+    if (req.frozen) {
+      const chain = req.frozen[disk.id];
+      if (!chain?.[0]) throw ApplicationFailure.nonRetryable(`no frozen layer recorded for disk ${disk.id} of VM ${vm.name}`, 'CorruptManifest');
+      await createOverlay(layer, chain[0], 'qcow2');
+      // The headers are the truth: merges may have shortened the chain the manifest recorded.
+      backing = (await chainFiles(layer)).slice(1);
+    } else {
+      await createOverlay(layer, disk.image, disk.format);
+      backing = [disk.image];
+    }
+    paths.diskLayers[disk.id] = layer;
+    disks.push({ id: disk.id, active: layer, backing });
+  }
+  return disks;
 }
 
 async function describe(runtime: HostRuntime, record: VmRecord, alreadyRunning: boolean): Promise<LaunchedVm> {

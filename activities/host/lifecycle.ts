@@ -1,6 +1,6 @@
 // Inspecting and stopping VMs.
 import { ApplicationFailure } from '@temporalio/activity';
-import { terminate } from '../../common/proc';
+import { terminate } from '../../node/proc';
 import type { HostRuntime } from './runtime';
 import type { EnsureGoneRequest, StopRequest, VmRef, VmStatus } from './types';
 

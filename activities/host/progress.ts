@@ -1,6 +1,6 @@
 // Progress of a running transfer, sent to the operation's workflow as signals (throttled), so its
 // `progress` query can show bytes moved per VM while the activity is still running.
-import type { TransferProgress } from '../../workflows/definitions';
+import type { TransferProgress } from '../../common/messages';
 
 export type SignalProgress = (workflowId: string, updates: TransferProgress[]) => Promise<void>;
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { nameSchema } from '../../common/names';
 import { describeZodError } from '../../common/errors';
-import { replaceFileSync } from '../../common/fsutil';
+import { replaceFileSync } from '../../node/fsutil';
 import { resolvedVmSchema } from '../../common/spec';
 
 export const diskStateSchema = z.object({

@@ -3,9 +3,9 @@
 import { Context, ApplicationFailure } from '@temporalio/activity';
 import { hostNow } from './clock';
 import { join } from 'node:path';
-import { sha256File } from './hasher';
+import { sha256File } from '../../node/hasher';
 import { launchVm } from './launch';
-import { sendState } from './transfer';
+import { loadFromStream } from './migration';
 import { storeLayout } from '../../common/store-layout';
 import { testHook } from '../test-hooks';
 import type { HostRuntime } from './runtime';
@@ -13,26 +13,18 @@ import type { VmRecord } from './registry';
 import type { LaunchedVm, LaunchRequest, LoadRequest, VerifyStateRequest, VmTimestamp } from './types';
 
 export async function launchVms(runtime: HostRuntime, req: LaunchRequest): Promise<LaunchedVm[]> {
-  const ctx = Context.current();
-  const beat = setInterval(() => ctx.heartbeat(), 2000);
-  try {
-    return await Promise.all(
-      req.vms.map((vm) =>
-        runtime.exclusive(vm.cluster, vm.name, () =>
-          launchVm(runtime, {
-            vm,
-            store: req.store,
-            operationId: req.operationId,
-            ...(req.restore
-              ? { restoringFrom: req.restore.checkpointId, frozen: req.restore.frozenDisks[vm.name] ?? {} }
-              : {}),
-          }),
-        ),
+  return Promise.all(
+    req.vms.map((vm) =>
+      runtime.exclusive(vm.cluster, vm.name, () =>
+        launchVm(runtime, {
+          vm,
+          store: req.store,
+          operationId: req.operationId,
+          ...(req.restore ? { restoringFrom: req.restore.checkpointId, frozen: req.restore.frozenDisks[vm.name] ?? {} } : {}),
+        }),
       ),
-    );
-  } finally {
-    clearInterval(beat);
-  }
+    ),
+  );
 }
 
 /** Reads every state file this host will load and compares it with the manifest, before anything starts. */
@@ -55,57 +47,53 @@ export async function loadVmStates(
   req: LoadRequest,
   reportProgress: (vm: string, done: number, total: number) => void,
 ): Promise<VmTimestamp[]> {
-  const ctx = Context.current();
+  const signal = Context.current().cancellationSignal;
   const receivedAt = hostNow();
-  const beat = setInterval(() => ctx.heartbeat(), 1000);
-  try {
-    return await Promise.all(
-      req.vms.map((vm) =>
-        runtime.exclusive(req.cluster, vm.name, async () => {
-          const record = runtime.requireVm(req.cluster, vm.name);
-          const qmp = await runtime.qmp(record);
-          const { status: before } = await qmp.command('query-status');
-          if (before === 'paused' || before === 'running') {
-            // Loaded by an earlier attempt whose result was lost — perhaps before it could record that (a
-            // failed incoming migration ends QEMU, so a live VM past inmigrate has its state).
-            if (record.restoringFrom !== undefined) runtime.registry.put(withoutRestoringFrom(record));
-            return { name: vm.name, at: hostNow(), before, receivedAt };
-          }
-          if (before !== 'inmigrate') {
-            throw ApplicationFailure.nonRetryable(`VM ${vm.name} is ${before}, not waiting for its state`, 'NotIncoming');
-          }
-          const socket = join(runtime.registry.vmDir(req.cluster, vm.name), 'load.sock');
-          await qmp.command('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
-          const done = qmp.waitForEvent(
-            'MIGRATION',
-            (e) => ['completed', 'failed'].includes(String((e.data as { status?: string }).status)),
-            24 * 3600_000,
-          );
-          done.catch(() => undefined);
-          await qmp.command('migrate-incoming', { uri: `unix:${socket}` });
-          await testHook('load:before-send', vm.name);
-          const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, vm.name);
-          const sent = await sendState(socket, file, {
-            signal: ctx.cancellationSignal,
-            ...(vm.codec ? { codec: vm.codec } : {}),
-            onProgress: (bytes) => reportProgress(vm.name, bytes, vm.size),
-          });
-          if (sent.sha256 !== vm.sha256 || sent.size !== vm.size) {
-            throw ApplicationFailure.nonRetryable(`state file ${file} changed while it was loaded (checksum mismatch)`, 'ChecksumMismatch');
-          }
-          const event = await done;
-          const status = String((event.data as { status?: string }).status);
-          if (status !== 'completed') throw new Error(`loading VM ${vm.name} failed: migration ${status}`);
-          await testHook('load:before-record', vm.name);
-          runtime.registry.put(withoutRestoringFrom(record));
-          reportProgress(vm.name, vm.size, vm.size);
-          return { name: vm.name, at: hostNow(), before, receivedAt };
-        }),
-      ),
-    );
-  } finally {
-    clearInterval(beat);
+  return Promise.all(
+    req.vms.map((vm) =>
+      runtime.exclusive(req.cluster, vm.name, async () => {
+        const before = await loadOne(runtime, req, vm, { signal, onProgress: (bytes) => reportProgress(vm.name, bytes, vm.size) });
+        return { name: vm.name, at: hostNow(), before, receivedAt };
+      }),
+    ),
+  );
+}
+
+/** Streams one VM's state file into its QEMU (unless an earlier attempt did); returns its run state before. */
+async function loadOne(
+  runtime: HostRuntime,
+  req: LoadRequest,
+  vm: LoadRequest['vms'][number],
+  transfer: { signal: AbortSignal; onProgress: (bytes: number) => void },
+): Promise<string> {
+  const record = runtime.requireVm(req.cluster, vm.name);
+  const qmp = await runtime.qmp(record);
+  const { status: before } = await qmp.command('query-status');
+  if (before === 'paused' || before === 'running') {
+    // Loaded by an earlier attempt whose result was lost — perhaps before it could record that (a
+    // failed incoming migration ends QEMU, so a live VM past inmigrate has its state).
+    if (record.restoringFrom !== undefined) runtime.registry.put(withoutRestoringFrom(record));
+    return before;
   }
+  if (before !== 'inmigrate') throw ApplicationFailure.nonRetryable(`VM ${vm.name} is ${before}, not waiting for its state`, 'NotIncoming');
+  const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, vm.name);
+  await loadFromStream(qmp, {
+    vm: vm.name,
+    socketPath: join(runtime.registry.vmDir(req.cluster, vm.name), 'load.sock'),
+    file,
+    ...transfer,
+    ...(vm.codec ? { codec: vm.codec } : {}),
+    beforeSend: () => testHook('load:before-send', vm.name),
+    checkSent: (sent) => {
+      if (sent.sha256 !== vm.sha256 || sent.size !== vm.size) {
+        throw ApplicationFailure.nonRetryable(`state file ${file} changed while it was loaded (checksum mismatch)`, 'ChecksumMismatch');
+      }
+    },
+  });
+  await testHook('load:before-record', vm.name);
+  runtime.registry.put(withoutRestoringFrom(record));
+  transfer.onProgress(vm.size);
+  return before;
 }
 
 function withoutRestoringFrom(record: VmRecord): VmRecord {

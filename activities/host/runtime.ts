@@ -3,12 +3,12 @@
 // steps, and the pause watchdog.
 import { existsSync } from 'node:fs';
 import { ApplicationFailure } from '@temporalio/activity';
-import { childLogger, type Logger } from '../../common/logger';
+import { childLogger, type Logger } from '../../node/logger';
 import { QmpClient } from '../qmp';
-import { isAlive } from '../../common/proc';
+import { isAlive } from '../../node/proc';
 import { probeQemuBinary, type QemuBinaryInfo } from './qemu-binary';
 import { VmRegistry, type VmRecord } from './registry';
-import { PauseWatchdog } from './watchdog';
+import { PauseWatchdog } from './pause-guard';
 
 export interface HostRuntimeOptions {
   hostId: string;

@@ -9,7 +9,7 @@ import { rmSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { CompressedWriter, decompressedFrames, type StateCodec } from './codec';
-import { HashLane, SLOTS, SLOT_BYTES } from './hasher';
+import { HashLane, SLOTS, SLOT_BYTES } from '../../node/hasher';
 import { StateFile } from './state-file';
 
 export interface TransferResult {

@@ -5,18 +5,9 @@ import type { z } from 'zod';
 import type { ResolvedVm, StateCodec } from '../../common/spec';
 import type * as requests from './requests';
 
-export type VmRef = z.infer<typeof requests.vmRefSchema>;
+// ---- launch (and the restore's verify and load) ----
+
 export type LaunchRequest = z.infer<typeof requests.launchRequestSchema>;
-export type PrepareRequest = z.infer<typeof requests.prepareRequestSchema>;
-export type PauseRequest = z.infer<typeof requests.pauseRequestSchema>;
-export type FreezeRequest = z.infer<typeof requests.freezeRequestSchema>;
-export type SaveRequest = z.infer<typeof requests.saveRequestSchema>;
-export type LoadRequest = z.infer<typeof requests.loadRequestSchema>;
-export type ResumeRequest = z.infer<typeof requests.resumeRequestSchema>;
-export type StopRequest = z.infer<typeof requests.stopRequestSchema>;
-export type EnsureGoneRequest = z.infer<typeof requests.ensureGoneRequestSchema>;
-export type VerifyStateRequest = z.infer<typeof requests.verifyStateRequestSchema>;
-export type CompactRequest = z.infer<typeof requests.compactRequestSchema>;
 
 export interface DiskChain {
   id: string;
@@ -25,7 +16,6 @@ export interface DiskChain {
   /** Layers below, nearest first, ending with the spec's base image. */
   backing: string[];
 }
-
 
 export interface LaunchedVm {
   name: string;
@@ -41,6 +31,15 @@ export interface LaunchedVm {
   alreadyRunning: boolean;
 }
 
+export type VerifyStateRequest = z.infer<typeof requests.verifyStateRequestSchema>;
+export type LoadRequest = z.infer<typeof requests.loadRequestSchema>;
+
+// ---- inspect and stop ----
+
+export type VmRef = z.infer<typeof requests.vmRefSchema>;
+export type StopRequest = z.infer<typeof requests.stopRequestSchema>;
+export type EnsureGoneRequest = z.infer<typeof requests.ensureGoneRequestSchema>;
+
 export interface VmStatus {
   name: string;
   /** The host has a record of this VM. */
@@ -54,6 +53,9 @@ export interface VmStatus {
   error?: string;
 }
 
+// ---- checkpoint: prepare, pause, freeze, save, resume ----
+
+export type PrepareRequest = z.infer<typeof requests.prepareRequestSchema>;
 
 export interface PrepareReport {
   host: string;
@@ -74,6 +76,7 @@ export interface PrepareReport {
   }>;
 }
 
+export type PauseRequest = z.infer<typeof requests.pauseRequestSchema>;
 
 export interface VmTimestamp {
   name: string;
@@ -87,6 +90,7 @@ export interface VmTimestamp {
   consoleOffset?: number;
 }
 
+export type FreezeRequest = z.infer<typeof requests.freezeRequestSchema>;
 
 export interface FrozenDisk {
   id: string;
@@ -98,6 +102,14 @@ export interface FrozenDisk {
   newActive: string;
 }
 
+export interface FrozenVm {
+  name: string;
+  disks: FrozenDisk[];
+  /** Epoch ms when its last disk was frozen. */
+  at: number;
+}
+
+export type SaveRequest = z.infer<typeof requests.saveRequestSchema>;
 
 export interface SavedState {
   name: string;
@@ -111,7 +123,7 @@ export interface SavedState {
   rawSize?: number;
 }
 
-
+export type ResumeRequest = z.infer<typeof requests.resumeRequestSchema>;
 
 export interface ResumeReport {
   resumed: VmTimestamp[];
@@ -119,12 +131,6 @@ export interface ResumeReport {
   failed: Array<{ name: string; reason: string }>;
 }
 
+// ---- merging disk layers (compact.ts) ----
 
-
-
-export interface FrozenVm {
-  name: string;
-  disks: FrozenDisk[];
-  /** Epoch ms when its last disk was frozen. */
-  at: number;
-}
+export type CompactRequest = z.infer<typeof requests.compactRequestSchema>;

@@ -2,7 +2,7 @@
 // steps of the same-store marker protocol (see store.ts).
 import { Context } from '@temporalio/activity';
 import type { ClockSample } from '../../common/doctor';
-import { sleep } from '../../common/proc';
+import { sleep } from '../../node/proc';
 import { readMarkers, removeMarker } from './store';
 
 const MARKER_WAIT_MS = 5000;

@@ -10,7 +10,8 @@ import { release } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import { fail, ok, warn, type Check } from '../../common/doctor';
-import { QmpClient, QmpCommandError } from '../qmp';
+import { QmpClient } from '../qmp';
+import { configureMigration, MigrationError } from '../host/migration';
 import { probeQemuBinary } from '../host/qemu-binary';
 
 const run = promisify(execFile);
@@ -89,10 +90,10 @@ export async function checkUffdWriteProtect(qemu: string, scratchDir: string): P
   try {
     const qmp = await QmpClient.connect(socket, { retryWindowMs: 10_000, connectTimeoutMs: 2000 });
     try {
-      await qmp.command('migrate-set-capabilities', { capabilities: [{ capability: 'background-snapshot', state: true }] });
+      await configureMigration(qmp, 'probe', { events: false, backgroundSnapshot: true });
       return ok('uffd-wp', `userfaultfd write-protect available (${kernel})`);
     } catch (err) {
-      if (err instanceof QmpCommandError) return warn('uffd-wp', `userfaultfd write-protect unavailable: ${err.message} (${kernel})`, fix);
+      if (err instanceof MigrationError && err.kind === 'unsupported') return warn('uffd-wp', `userfaultfd write-protect unavailable: ${err.qemuSaid ?? err.message} (${kernel})`, fix);
       throw err;
     } finally {
       await qmp.command('quit').catch(() => undefined);

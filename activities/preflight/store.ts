@@ -5,7 +5,7 @@
 import { mkdir, readdir, readFile, rm, rmdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fail, ok, type Check } from '../../common/doctor';
-import { writeFileAtomic } from '../../common/fsutil';
+import { writeFileAtomic } from '../../node/fsutil';
 
 /** The doctor's scratch folder in the store (cluster names cannot start with '.', so it never collides). */
 export const DOCTOR_DIR = '.vccr-doctor';

@@ -1,9 +1,9 @@
 // QMP client over a unix socket, modelled on QEMU's python/qemu/qmp (QMPClient + EventListener):
 // one reader demultiplexes replies (by id) and events (to every subscriber); any transport or
-// protocol failure tears the whole session down and fails everything still waiting, at once.
+// protocol failure tears the whole session down and fails everything still waiting, at once. Its parts:
+// connect.ts opens the socket, event-hub.ts hands events to streams and waiters, options.ts.
 import net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { childLogger, type Logger } from '../../common/logger';
+import { childLogger, type Logger } from '../../node/logger';
 import {
   isTypedCommand,
   parseReturn,
@@ -12,63 +12,13 @@ import {
   type QmpCommandParams,
   type QmpCommandReturn,
 } from './commands';
-import {
-  excerptOf,
-  QmpArgumentError,
-  QmpCommandError,
-  QmpConnectError,
-  QmpDisconnectedError,
-  QmpError,
-  QmpProtocolError,
-  QmpTimeoutError,
-} from './errors';
-import { makeEvent, QmpEventStream, type EventStreamOptions, type QmpEvent } from './events';
+import { excerptOf, QmpArgumentError, QmpCommandError, QmpConnectError, QmpDisconnectedError, QmpError, QmpProtocolError, QmpTimeoutError } from './errors';
+import { makeEvent, type EventStreamOptions, type QmpEvent, type QmpEventStream } from './events';
+import { EventHub } from './event-hub';
+import { errnoCode, nonNegative, onAbort, type ExecuteOptions, type QmpConnectOptions, type QmpVersion } from './options';
+import { openSocket } from './connect';
 import { DEFAULT_MAX_LINE_BYTES, encodeMessage, LineSplitter } from './framing';
 import { parseLine, type IncomingMessage, type QmpGreeting } from './protocol';
-
-export interface QmpConnectOptions {
-  /**
-   * Keep retrying while the socket does not exist yet or refuses connections (ENOENT, ECONNREFUSED,
-   * EAGAIN), for up to this many ms after connect() was called: QEMU may still be creating it.
-   * Default 0: a single attempt.
-   */
-  retryWindowMs?: number;
-  /** Pause between attempts inside the retry window (default 50 ms). */
-  retryIntervalMs?: number;
-  /**
-   * Deadline for each attempt's socket connect, and then for the handshake (greeting +
-   * qmp_capabilities) once connected. Default 5000 ms. QEMU serves one QMP client per monitor:
-   * while another client is attached, a second one connects but gets no greeting and hits this.
-   */
-  connectTimeoutMs?: number;
-  /** Default per-command timeout for execute()/command() (default 30 000 ms). */
-  commandTimeoutMs?: number;
-  /** Longest accepted message (default 16 MiB); a longer one is a protocol violation. */
-  maxLineBytes?: number;
-  /** Default for how many unread events one events() stream buffers (default 10 000). */
-  maxQueuedEvents?: number;
-  /** Label for log lines, e.g. the VM id. */
-  name?: string;
-  /** Parent logger (default: childLogger('qmp')). Traffic is logged at debug level. */
-  logger?: Logger;
-  /** Aborts connect() (not the connection once established: use close() for that). */
-  signal?: AbortSignal;
-}
-
-export interface ExecuteOptions {
-  /** Per-command timeout (default: the client's commandTimeoutMs). */
-  timeoutMs?: number;
-  /** Stop waiting for the reply (rejects with signal.reason); QEMU may still run the command. */
-  signal?: AbortSignal;
-}
-
-export interface QmpVersion {
-  major: number;
-  minor: number;
-  micro: number;
-  /** Distribution package string, e.g. "Debian 1:7.2+dfsg-7+deb12u18". */
-  package: string;
-}
 
 type State = 'connecting' | 'ready' | 'closed';
 
@@ -80,49 +30,11 @@ interface PendingCommand {
   detachAbort: () => void;
 }
 
-/** What the client needs from a QmpEventStream, whatever its type parameter. */
-interface EventSink {
-  deliver(event: QmpEvent): void;
-  end(): void;
-}
-
-interface EventWaiter {
-  name: string;
-  predicate: ((event: QmpEvent) => boolean) | undefined;
-  resolve: (event: QmpEvent) => void;
-  reject: (error: unknown) => void;
-  timer: NodeJS.Timeout;
-  detachAbort: () => void;
-}
-
-const RETRYABLE_CONNECT_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN']);
 /** sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL. */
 const MAX_UNIX_PATH_BYTES = 107;
 /** How many timed-out/aborted command ids we remember, to explain late replies in the logs. */
 const ABANDONED_IDS_KEPT = 256;
 const LOG_LINE_CHARS = 4096;
-
-/** setTimeout() silently turns longer delays into 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-function nonNegative(value: number | undefined, fallback: number, what: string): number {
-  const v = value ?? fallback;
-  if (!Number.isFinite(v) || v < 0 || v > MAX_TIMER_MS) {
-    throw new RangeError(`${what} must be a number of ms in [0, ${MAX_TIMER_MS}], got ${v}`);
-  }
-  return v;
-}
-
-function errnoCode(err: unknown): string | undefined {
-  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string') return err.code;
-  return undefined;
-}
-
-function onAbort(signal: AbortSignal | undefined, handler: () => void): () => void {
-  if (!signal) return () => undefined;
-  signal.addEventListener('abort', handler, { once: true });
-  return () => signal.removeEventListener('abort', handler);
-}
 
 /**
  * A negotiated QMP session with one QEMU process.
@@ -156,7 +68,6 @@ export class QmpClient {
   readonly #retryWindowMs: number;
   readonly #retryIntervalMs: number;
   readonly #commandTimeoutMs: number;
-  readonly #maxQueuedEvents: number;
   readonly #splitter: LineSplitter;
 
   #state: State = 'connecting';
@@ -167,8 +78,7 @@ export class QmpClient {
   #nextId = 0;
   readonly #pending = new Map<string, PendingCommand>();
   readonly #abandoned = new Map<string, string>();
-  readonly #streams = new Set<EventSink>();
-  readonly #waiters = new Set<EventWaiter>();
+  readonly #events: EventHub;
   #closeReason: QmpError | undefined;
   #closedByUs = false;
   readonly #closed: Promise<QmpError>;
@@ -180,7 +90,7 @@ export class QmpClient {
     this.#retryWindowMs = nonNegative(options.retryWindowMs, 0, 'retryWindowMs');
     this.#retryIntervalMs = Math.max(1, nonNegative(options.retryIntervalMs, 50, 'retryIntervalMs'));
     this.#commandTimeoutMs = nonNegative(options.commandTimeoutMs, 30_000, 'commandTimeoutMs');
-    this.#maxQueuedEvents = nonNegative(options.maxQueuedEvents, 10_000, 'maxQueuedEvents');
+    this.#events = new EventHub(this.#commandTimeoutMs, nonNegative(options.maxQueuedEvents, 10_000, 'maxQueuedEvents'));
     this.#splitter = new LineSplitter(options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES);
     const bindings = options.name === undefined ? { socketPath } : { socketPath, vm: options.name };
     this.#log = (options.logger ?? childLogger('qmp')).child(bindings);
@@ -329,12 +239,7 @@ export class QmpClient {
    * (or call return()) to unsubscribe.
    */
   events<N extends string = string>(options: EventStreamOptions<N> = {}): QmpEventStream<N> {
-    const stream: QmpEventStream<N> = new QmpEventStream<N>({ maxQueued: this.#maxQueuedEvents, ...options }, () =>
-      this.#streams.delete(stream),
-    );
-    if (this.#state === 'closed') stream.end();
-    else this.#streams.add(stream);
-    return stream;
+    return this.#events.stream(options);
   }
 
   /**
@@ -360,66 +265,7 @@ export class QmpClient {
     timeoutMs?: number,
     signal?: AbortSignal,
   ): Promise<QmpEvent<N>> {
-    const promise = new Promise<QmpEvent<N>>((resolve, reject) => {
-      if (this.#state === 'closed') {
-        reject(this.#notConnected());
-        return;
-      }
-      let ms: number;
-      try {
-        ms = nonNegative(timeoutMs, this.#commandTimeoutMs, 'timeoutMs');
-      } catch (err) {
-        reject(err);
-        return;
-      }
-      if (signal?.aborted) {
-        reject(signal.reason);
-        return;
-      }
-      const waiter: EventWaiter = {
-        name,
-        predicate: predicate as ((event: QmpEvent) => boolean) | undefined,
-        resolve: resolve as (event: QmpEvent) => void,
-        reject,
-        timer: setTimeout(() => {
-          this.#dropWaiter(waiter);
-          reject(new QmpTimeoutError(`event:${name}`, ms, 'no matching event'));
-        }, ms),
-        detachAbort: onAbort(signal, () => {
-          this.#dropWaiter(waiter);
-          reject(signal?.reason);
-        }),
-      };
-      this.#waiters.add(waiter);
-    });
-    promise.catch(() => undefined);
-    return promise;
-  }
-
-  #dropWaiter(waiter: EventWaiter): void {
-    this.#waiters.delete(waiter);
-    clearTimeout(waiter.timer);
-    waiter.detachAbort();
-  }
-
-  #dispatchEvent(event: QmpEvent): void {
-    if (this.#log.isLevelEnabled('debug')) this.#log.debug({ event: event.event, data: event.data }, 'qmp event');
-    for (const stream of [...this.#streams]) stream.deliver(event);
-    for (const waiter of [...this.#waiters]) {
-      if (waiter.name !== event.event) continue;
-      let matches: boolean;
-      try {
-        matches = waiter.predicate ? waiter.predicate(event) : true;
-      } catch (err) {
-        this.#dropWaiter(waiter);
-        waiter.reject(err);
-        continue;
-      }
-      if (matches) {
-        this.#dropWaiter(waiter);
-        waiter.resolve(event);
-      }
-    }
+    return this.#events.waitFor(name, predicate, timeoutMs, signal);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -452,7 +298,7 @@ export class QmpClient {
     // Our own close() is routine; QEMU going away is worth a line; a protocol violation is an error.
     const level = reason instanceof QmpProtocolError ? 'error' : this.#closedByUs ? 'debug' : 'info';
     this.#log[level](
-      { reason: reason.message, pendingCommands: this.#pending.size, eventWaiters: this.#waiters.size },
+      { reason: reason.message, pendingCommands: this.#pending.size, eventWaiters: this.#events.waiting },
       'QMP session ended',
     );
 
@@ -467,15 +313,7 @@ export class QmpClient {
       entry.detachAbort();
       entry.reject(reason);
     }
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const waiter of waiters) {
-      clearTimeout(waiter.timer);
-      waiter.detachAbort();
-      waiter.reject(reason);
-    }
-    for (const stream of [...this.#streams]) stream.end();
-    this.#streams.clear();
+    this.#events.end(reason, () => this.#notConnected());
     this.#resolveClosed(reason);
   }
 
@@ -488,7 +326,11 @@ export class QmpClient {
       if (Buffer.byteLength(this.socketPath) > MAX_UNIX_PATH_BYTES) {
         throw new QmpConnectError(this.socketPath, 'invalid-path', `longer than ${MAX_UNIX_PATH_BYTES} bytes`);
       }
-      await this.#openSocket(signal);
+      await openSocket(
+        this.socketPath,
+        { retryWindowMs: this.#retryWindowMs, retryIntervalMs: this.#retryIntervalMs, connectTimeoutMs: this.#connectTimeoutMs, log: this.#log, signal },
+        (socket) => this.#attach(socket),
+      );
       await this.#handshake(signal);
       this.#state = 'ready';
       this.#log.debug({ version: this.version, ms: Date.now() - started }, 'QMP session negotiated');
@@ -503,68 +345,6 @@ export class QmpClient {
       await this.#socketClosed;
       throw error;
     }
-  }
-
-  /** Connect, retrying within the retry window; the connected socket is attached to this client. */
-  async #openSocket(signal: AbortSignal | undefined): Promise<void> {
-    const deadline = Date.now() + this.#retryWindowMs;
-    for (let attempt = 1; ; attempt++) {
-      if (signal?.aborted) throw new QmpConnectError(this.socketPath, 'aborted', 'connect aborted', { cause: signal.reason });
-      try {
-        return await this.#connectOnce(signal);
-      } catch (err) {
-        if (err instanceof QmpConnectError) throw err;
-        const code = errnoCode(err) ?? 'unknown';
-        if (!RETRYABLE_CONNECT_CODES.has(code)) {
-          throw new QmpConnectError(this.socketPath, 'socket-error', `${code}: ${(err as Error).message}`, { cause: err });
-        }
-        const remaining = deadline - Date.now();
-        if (remaining <= 0) {
-          throw new QmpConnectError(
-            this.socketPath,
-            'socket-unavailable',
-            `${code} (${attempt} attempt(s), retry window ${this.#retryWindowMs} ms)`,
-            { cause: err },
-          );
-        }
-        this.#log.debug({ code, attempt, remaining }, 'QMP socket not ready, retrying');
-        try {
-          await sleep(Math.min(this.#retryIntervalMs, remaining), undefined, { signal });
-        } catch (abortErr) {
-          throw new QmpConnectError(this.socketPath, 'aborted', 'connect aborted', { cause: abortErr });
-        }
-      }
-    }
-  }
-
-  #connectOnce(signal: AbortSignal | undefined): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const socket = net.createConnection({ path: this.socketPath });
-      const finish = (error: unknown): void => {
-        clearTimeout(timer);
-        detachAbort();
-        socket.off('connect', onConnect);
-        socket.off('error', onError);
-        if (error === undefined) {
-          this.#attach(socket); // synchronously, so no socket event can go unheard
-          resolve();
-        } else {
-          socket.destroy();
-          reject(error);
-        }
-      };
-      const onConnect = (): void => finish(undefined);
-      const onError = (err: Error): void => finish(err);
-      const timer = setTimeout(
-        () => finish(new QmpConnectError(this.socketPath, 'socket-error', `socket connect took over ${this.#connectTimeoutMs} ms`)),
-        this.#connectTimeoutMs,
-      );
-      const detachAbort = onAbort(signal, () =>
-        finish(new QmpConnectError(this.socketPath, 'aborted', 'connect aborted', { cause: signal?.reason })),
-      );
-      socket.once('connect', onConnect);
-      socket.once('error', onError);
-    });
   }
 
   #attach(socket: net.Socket): void {
@@ -652,7 +432,9 @@ export class QmpClient {
     if (this.#greeting === undefined) throw new QmpProtocolError('expected a greeting first', excerptOf(line));
 
     if (message.kind === 'event') {
-      this.#dispatchEvent(makeEvent(message.event, message.data, message.timestamp));
+      const event = makeEvent(message.event, message.data, message.timestamp);
+      if (this.#log.isLevelEnabled('debug')) this.#log.debug({ event: event.event, data: event.data }, 'qmp event');
+      this.#events.dispatch(event);
       return;
     }
 

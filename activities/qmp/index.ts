@@ -1,5 +1,6 @@
 // QMP client: public surface. See client.ts for the session semantics.
-export { QmpClient, type ExecuteOptions, type QmpConnectOptions, type QmpVersion } from './client';
+export { QmpClient } from './client';
+export type { ExecuteOptions, QmpConnectOptions, QmpVersion } from './options';
 export * from './errors';
 export {
   backingChain,

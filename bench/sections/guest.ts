@@ -8,20 +8,7 @@ import { consoleSize } from '../../harness/console';
 import type { TestBed } from '../../harness/testbed';
 import { maxOf, minOf, summarize, type Summary } from '../../common/stats';
 import type { CheckpointResult, RestartResult } from '../../client';
-import {
-  assertNoMemfillErrors,
-  ddParallel,
-  ddWrite,
-  deleteOurs,
-  directCheckpointOf,
-  downQuietly,
-  memfillSpec,
-  oursCheckpoint,
-  oursRestart,
-  waitAllConsoles,
-  type DdRun,
-  type DirectProcesses,
-} from '../bed-ops';
+import { assertNoMemfillErrors, ddParallel, ddWrite, deleteOurs, directCheckpointOf, downQuietly, memfillSpec, oursCheckpoint, oursRestart, waitAllConsoles, type DdRun, type DirectProcesses } from '../bed-ops';
 import { checkpointTimeline, type CheckpointPair } from '../charts';
 import { directRestart, readVmRecords, type DirectRestartResult } from '../direct-qmp';
 import {

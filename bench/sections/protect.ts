@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { guestImageDir, type TestBed } from '../../harness/testbed';
 import { readConsole, waitForConsole } from '../../harness/console';
 import { killRecordedVms } from '../../harness/janitor';
-import { sleep } from '../../common/proc';
+import { sleep } from '../../node/proc';
 import { LIVE_CHECKPOINTS_AVAILABLE, type WatchSettings } from '../../common/protection';
 import type { ClusterSpecInput } from '../../common/spec';
 import { metric, type MetricSink } from '../results';

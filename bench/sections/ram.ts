@@ -3,18 +3,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { linearFit, median } from '../../common/stats';
-import {
-  allocatedBytes,
-  ddWrite,
-  deleteOurs,
-  directCheckpointOf,
-  downQuietly,
-  memfillSpec,
-  oursCheckpoint,
-  pairedRestarts,
-  waitAllConsoles,
-  type PairedMs,
-} from '../bed-ops';
+import { allocatedBytes, ddWrite, deleteOurs, directCheckpointOf, downQuietly, memfillSpec, oursCheckpoint, pairedRestarts, waitAllConsoles, type PairedMs } from '../bed-ops';
 import { pointOf } from '../charts';
 import { metric, type BenchResults, type MetricSink } from '../results';
 import { defineSection, type Chart, type RunContext } from '../section';
@@ -141,8 +130,7 @@ function charts(ram: RamPoint[], _cfg: RamConfig, all: BenchResults): Chart[] {
       xLabel: 'guest RAM (MiB), one VM, mostly filled by memfill',
       yLabel: 'ms (median, min–max)',
       series: [
-        { name: 'workflows', points: ram.map((p) => pointOf(p.ramMiB, p.checkpoint.ours)) },
-        { name: 'direct QMP script', dash: true, points: ram.map((p) => pointOf(p.ramMiB, p.checkpoint.direct)) },
+        ...oursAndDirect(ram, (p) => p.checkpoint),
         { name: 'dd conv=fdatasync, same bytes', color: '#7f7f7f', points: ram.map((p) => pointOf(p.ramMiB, p.checkpoint.dd)) },
       ],
     },
@@ -150,15 +138,20 @@ function charts(ram: RamPoint[], _cfg: RamConfig, all: BenchResults): Chart[] {
       title: 'Restart time vs guest RAM',
       xLabel: 'guest RAM (MiB)',
       yLabel: 'ms, call → VM resumed',
-      series: [
-        { name: 'workflows', points: ram.map((p) => pointOf(p.ramMiB, p.restart.ours)) },
-        { name: 'direct QMP script', dash: true, points: ram.map((p) => pointOf(p.ramMiB, p.restart.direct)) },
-      ],
+      series: oursAndDirect(ram, (p) => p.restart),
     },
   ];
   return [
     { file: 'scaling-ram.svg', svg: figure('Scaling with guest RAM', panels) },
     { file: 'size-on-disk.svg', svg: figure('Size on disk per checkpoint', sizePanels(ram, (all['disk'] as DiskCheckpoint[] | undefined) ?? [])) },
+  ];
+}
+
+/** The workflows' and the direct script's times against guest RAM: two series of a panel. */
+function oursAndDirect(ram: RamPoint[], pick: (p: RamPoint) => { ours: number[]; direct: number[] }): Panel['series'] {
+  return [
+    { name: 'workflows', points: ram.map((p) => pointOf(p.ramMiB, pick(p).ours)) },
+    { name: 'direct QMP script', dash: true, points: ram.map((p) => pointOf(p.ramMiB, pick(p).direct)) },
   ];
 }
 

@@ -25,6 +25,19 @@ export function noMorePositionals(args: CommandArgs, command: string, count: num
   if (extra.length) throw usageError(`${command}: unexpected argument${extra.length > 1 ? 's' : ''} ${extra.map((a) => `"${a}"`).join(' ')}`);
 }
 
+/** The one positional argument of a `<cluster> [options]` command: the cluster's name, validated. */
+export function onlyCluster(args: CommandArgs, command: string): string {
+  const cluster = clusterName(positional(args, command, 0, 'cluster'));
+  noMorePositionals(args, command, 1);
+  return cluster;
+}
+
+/** `{ checkpointId }` from an optional option naming a checkpoint (validated), or nothing. */
+export function checkpointOption(values: OptionValues, name: string): { checkpointId?: string } {
+  const id = stringValue(values, name);
+  return id === undefined ? {} : { checkpointId: checkpointId(id) };
+}
+
 function check<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
   const r = schema.safeParse(value);
   if (!r.success) throw new VccrError(describeZodError(r.error, what), 'InvalidInput', EXIT.usage);

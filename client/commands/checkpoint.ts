@@ -1,7 +1,7 @@
 // vccr checkpoint <cluster>: checkpoint the whole cluster, consistent across its VMs.
 import { EXIT } from '../errors';
 import { describeCheckpoint } from '../render';
-import { checkpointId, clusterName, noMorePositionals, positional, stringValue } from './args';
+import { checkpointOption, onlyCluster } from './args';
 import { WATCH_OPTIONS, type Command } from './command';
 
 export const checkpoint: Command = {
@@ -14,10 +14,8 @@ export const checkpoint: Command = {
     ...WATCH_OPTIONS,
   },
   prepare(args) {
-    const cluster = clusterName(positional(args, 'checkpoint', 0, 'cluster'));
-    noMorePositionals(args, 'checkpoint', 1);
-    const id = stringValue(args.values, 'id');
-    const options = id === undefined ? {} : { checkpointId: checkpointId(id) };
+    const cluster = onlyCluster(args, 'checkpoint');
+    const options = checkpointOption(args.values, 'id');
     return async (ctx) => {
       const result = await (await ctx.connect()).checkpoint(cluster, { ...ctx.watch(args.values), ...options });
       if ('workflowId' in result) {

@@ -1,10 +1,10 @@
 // What a `vccr` command is: its name and help, its own options, and a `prepare` step that checks every
 // argument and reads every input file WITHOUT touching the network — so bad input is refused with exit
 // code 2 and the field named even when Temporal is down — and returns what to run once connected.
-import type { OptionDocs } from '../../common/help';
+import type { OptionDocs } from '../../node/help';
 import type { VccrClient, WatchOptions } from '../index';
 
-export type { OptionDoc, OptionDocs } from '../../common/help';
+export type { OptionDoc, OptionDocs } from '../../node/help';
 
 export type OptionValues = Record<string, string | boolean | Array<string | boolean> | undefined>;
 

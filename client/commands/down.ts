@@ -1,6 +1,6 @@
 // vccr down <cluster>: stop every VM of the cluster.
 import { EXIT } from '../errors';
-import { clusterName, flag, noMorePositionals, positional } from './args';
+import { flag, onlyCluster } from './args';
 import { WATCH_OPTIONS, type Command } from './command';
 
 export const down: Command = {
@@ -12,8 +12,7 @@ export const down: Command = {
     ...WATCH_OPTIONS,
   },
   prepare(args) {
-    const cluster = clusterName(positional(args, 'down', 0, 'cluster'));
-    noMorePositionals(args, 'down', 1);
+    const cluster = onlyCluster(args, 'down');
     const kill = flag(args.values, 'kill');
     return async (ctx) => {
       const result = await (await ctx.connect()).down(cluster, { ...ctx.watch(args.values), ...(kill ? { kill: true } : {}) });

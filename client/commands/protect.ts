@@ -6,7 +6,7 @@ import { EXIT, VccrError } from '../errors';
 import type { ProtectOptions, ProtectionStatus } from '../protect';
 import type { VccrClient } from '../index';
 import { describeProtection } from '../render';
-import { clusterName, flag, noMorePositionals, positional, stringValue, usageError } from './args';
+import { flag, onlyCluster, stringValue, usageError } from './args';
 import type { Command, OptionValues } from './command';
 
 const ACTIONS = ['pause', 'resume', 'now', 'off'] as const;
@@ -91,8 +91,7 @@ export const protect: Command = {
     off: { type: 'boolean', text: 'delete the schedule and stop the watch' },
   },
   prepare(args) {
-    const cluster = clusterName(positional(args, 'protect', 0, 'cluster'));
-    noMorePositionals(args, 'protect', 1);
+    const cluster = onlyCluster(args, 'protect');
     const actions = ACTIONS.filter((a) => flag(args.values, a));
     const settings = SETTINGS.filter((s) => args.values[s] !== undefined);
     if (actions.length > 1) throw usageError('protect: give at most one of --pause, --resume, --now, --off');

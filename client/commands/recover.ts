@@ -1,6 +1,6 @@
 // vccr recover <cluster> [--host-dead HOST ...]: an operator's go-ahead to the watch of a protected cluster.
 import { EXIT } from '../errors';
-import { clusterName, hostName, noMorePositionals, positional, stringList } from './args';
+import { hostName, onlyCluster, stringList } from './args';
 import type { Command } from './command';
 
 export const recover: Command = {
@@ -14,8 +14,7 @@ export const recover: Command = {
     'host-dead': { type: 'string', multiple: true, value: 'HOST', text: 'a host that is dead: its VMs may be moved to a spare host (repeatable)' },
   },
   prepare(args) {
-    const cluster = clusterName(positional(args, 'recover', 0, 'cluster'));
-    noMorePositionals(args, 'recover', 1);
+    const cluster = onlyCluster(args, 'recover');
     const deadHosts = stringList(args.values, 'host-dead').map(hostName);
     return async (ctx) => {
       const vccr = await ctx.connect();

@@ -1,7 +1,7 @@
 // vccr restart <cluster>: bring the cluster back from a checkpoint, on the same or other hosts.
 import { EXIT } from '../errors';
 import { describeRestart } from '../render';
-import { checkpointId, clusterName, flag, hostMap, noMorePositionals, positional, storePath, stringList, stringValue } from './args';
+import { checkpointOption, flag, hostMap, onlyCluster, storePath, stringList, stringValue } from './args';
 import { WATCH_OPTIONS, type Command } from './command';
 
 export const restart: Command = {
@@ -16,12 +16,10 @@ export const restart: Command = {
     ...WATCH_OPTIONS,
   },
   prepare(args) {
-    const cluster = clusterName(positional(args, 'restart', 0, 'cluster'));
-    noMorePositionals(args, 'restart', 1);
-    const id = stringValue(args.values, 'checkpoint');
+    const cluster = onlyCluster(args, 'restart');
     const store = stringValue(args.values, 'store');
     const options = {
-      ...(id === undefined ? {} : { checkpointId: checkpointId(id) }),
+      ...checkpointOption(args.values, 'checkpoint'),
       hostMap: hostMap(stringList(args.values, 'host')),
       ...(flag(args.values, 'force') ? { force: true } : {}),
       ...(store === undefined ? {} : { store: storePath(store) }),

@@ -1,5 +1,5 @@
 // vccr status [<cluster>]: every cluster record, or one cluster's VMs as their hosts see them.
-import type { ClusterState } from '../../workflows/definitions';
+import type { ClusterState } from '../../common/messages';
 import { EXIT } from '../errors';
 import { describeClusters, describeStatus } from '../render';
 import { clusterName, noMorePositionals } from './args';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { TestBed } from '../../harness/testbed';
 import { guestImageDir } from '../../harness/testbed';
 import { waitForConsole } from '../../harness/console';
-import { sleep } from '../../common/proc';
+import { sleep } from '../../node/proc';
 import { DEFAULT_CONTROLLER_TASK_QUEUE } from '../../common/ids';
 import { CLUSTER, RUNS, assertClusterHealthy, assertStoreClean, random, report, restoreAndVerify, startFaultBed } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';

@@ -5,36 +5,16 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestBed } from '../../harness/testbed';
-import { sleep } from '../../common/proc';
-import { progressQuery } from '../../workflows/definitions';
+import { sleep } from '../../node/proc';
+import { progressQuery } from '../../common/messages';
 import { toVccrError } from '../../client/errors';
 import { assertRingContinued } from '../helpers/ring-check';
-import {
-  CLUSTER,
-  HOME,
-  PAUSE_BOUND_S,
-  PauseMonitor,
-  RING,
-  RUNS,
-  assertClusterHealthy,
-  assertStoreClean,
-  random,
-  report,
-  restoreAndVerify,
-  startCheckpoint,
-  startFaultBed,
-} from './fault-bed';
+import { assertClusterHealthy, assertStoreClean, CHECKPOINT_PHASES, CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, random, report, RESTART_PHASES, restoreAndVerify, RING, RUNS, startCheckpoint, startFaultBed } from './fault-bed';
 
 let bed: TestBed;
-before(async () => {
-  bed = await startFaultBed();
-});
-after(async () => {
-  await bed?.stop();
-});
+before(async () => (bed = await startFaultBed()));
+after(() => bed?.stop());
 
-const CHECKPOINT_PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
-const RESTART_PHASES = ['validate', 'stop-old', 'launch', 'load', 'resume'];
 /** Typical phase lengths here, for picking a moment inside a phase. */
 const TYPICAL_MS: Record<string, number> = { prepare: 150, pause: 100, freeze: 100, save: 1500, commit: 60, resume: 100, validate: 800, 'stop-old': 100, launch: 400, load: 1500 };
 

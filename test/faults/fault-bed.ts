@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { TestBed, REPO_ROOT, guestImageDir } from '../../harness/testbed';
 import { consoleSize, readConsole, ringErrors, ringTokens, waitForConsole } from '../../harness/console';
 import { QmpClient } from '../../activities/qmp';
-import { isAlive, sleep } from '../../common/proc';
+import { isAlive, sleep } from '../../node/proc';
 import type { ClusterSpecInput } from '../../common/spec';
 import { assertRingContinued } from '../helpers/ring-check';
 import { assertJournalContinued, assertMemfillContinued } from '../helpers/continuation';
@@ -30,6 +30,10 @@ export const HOME: Record<string, string> = {
   [JOURNAL.name]: JOURNAL.host,
 };
 export const ALL_VMS = Object.keys(HOME).sort();
+
+/** The phases of a checkpoint and of a restart, in order, as the `progress` query names them. */
+export const CHECKPOINT_PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
+export const RESTART_PHASES = ['validate', 'stop-old', 'launch', 'load', 'resume'];
 
 export const random = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
 

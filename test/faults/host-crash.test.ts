@@ -7,18 +7,13 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestBed } from '../../harness/testbed';
-import { sleep } from '../../common/proc';
-import { CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, RUNS, assertClusterHealthy, assertStoreClean, random, report, restoreAndVerify, startCheckpoint, startFaultBed } from './fault-bed';
+import { sleep } from '../../node/proc';
+import { assertClusterHealthy, assertStoreClean, CHECKPOINT_PHASES, CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, random, report, restoreAndVerify, RUNS, startCheckpoint, startFaultBed } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
-const PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
 let bed: TestBed;
-before(async () => {
-  bed = await startFaultBed({ testHooks: true });
-});
-after(async () => {
-  await bed?.stop();
-});
+before(async () => (bed = await startFaultBed({ testHooks: true })));
+after(() => bed?.stop());
 
 test('host worker killed mid-save and started again: retried or failed cleanly, nothing lost', { timeout: RUNS * 120_000 }, async (t) => {
   for (let run = 1; run <= RUNS; run++) {
@@ -26,7 +21,7 @@ test('host worker killed mid-save and started again: retried or failed cleanly, 
     const monitor = new PauseMonitor(bed, () => HOME);
     const id = `hc-${run}-${Date.now().toString(36)}`;
     const workflowId = await startCheckpoint(bed, id);
-    await waitForPhase(bed, workflowId, PHASES, 'save');
+    await waitForPhase(bed, workflowId, CHECKPOINT_PHASES, 'save');
     await sleep(random(0, 800));
     await bed.hostWorkers.get('b')?.kill();
     await sleep(random(0, 2000));
@@ -51,7 +46,7 @@ test('host worker killed mid-save and never back: the checkpoint fails, every VM
     // it, however fast the saves are (a kill after b's save had finished is the "restarted" case's business).
     bed.setHooks('b', { points: { 'save:before-migrate': { delayMs: 1500 } } });
     const workflowId = await startCheckpoint(bed, id);
-    await waitForPhase(bed, workflowId, PHASES, 'save');
+    await waitForPhase(bed, workflowId, CHECKPOINT_PHASES, 'save');
     await sleep(random(0, 800));
     await bed.hostWorkers.get('b')?.kill();
     bed.setHooks('b', {});

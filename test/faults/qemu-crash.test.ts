@@ -7,12 +7,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestBed } from '../../harness/testbed';
-import { isAlive, sleep, terminate } from '../../common/proc';
+import { isAlive, sleep, terminate } from '../../node/proc';
 import { assertRingContinued } from '../helpers/ring-check';
-import { CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, RING, RUNS, assertClusterHealthy, assertStoreClean, random, report, restoreAndVerify, startCheckpoint, startFaultBed, waitForHook } from './fault-bed';
+import { assertClusterHealthy, assertStoreClean, CHECKPOINT_PHASES, CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, random, report, restoreAndVerify, RING, RUNS, startCheckpoint, startFaultBed, waitForHook } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
-const CHECKPOINT_PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
 let bed: TestBed;
 let good = '';
 

@@ -10,12 +10,11 @@ import { join } from 'node:path';
 import { TestBed, guestImageDir } from '../../harness/testbed';
 import { Tmpfs } from '../../harness/tmpfs';
 import { waitForConsole } from '../../harness/console';
-import { sleep } from '../../common/proc';
+import { sleep } from '../../node/proc';
 import type { ClusterSpecInput } from '../../common/spec';
-import { RUNS, random, report } from './fault-bed';
+import { CHECKPOINT_PHASES, random, report, RUNS } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
-const PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
 let bed: TestBed;
 const mounts: Tmpfs[] = [];
 
@@ -100,7 +99,7 @@ describe('checkpoint into a bad store fails cleanly', () => {
       const id = `fill-${run}`;
       const r = await bed.vccr.checkpoint('filling', { checkpointId: id, noWait: true });
       assert.ok('workflowId' in r);
-      await waitForPhase(bed, r.workflowId, PHASES, 'pause');
+      await waitForPhase(bed, r.workflowId, CHECKPOINT_PHASES, 'pause');
       await sleep(random(0, 100));
       // Something else takes the space: leave 20 MiB, less than the VM's state.
       // (The save is already writing, so the free space shrinks while we look: retry a little smaller.)

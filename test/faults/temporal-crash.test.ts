@@ -3,18 +3,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestBed } from '../../harness/testbed';
-import { sleep } from '../../common/proc';
-import { HOME, PAUSE_BOUND_S, PauseMonitor, RUNS, assertClusterHealthy, assertStoreClean, random, report, restoreAndVerify, startCheckpoint, startFaultBed } from './fault-bed';
+import { sleep } from '../../node/proc';
+import { assertClusterHealthy, assertStoreClean, CHECKPOINT_PHASES, HOME, PAUSE_BOUND_S, PauseMonitor, random, report, restoreAndVerify, RUNS, startCheckpoint, startFaultBed } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
-const PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
 let bed: TestBed;
-before(async () => {
-  bed = await startFaultBed();
-});
-after(async () => {
-  await bed?.stop();
-});
+before(async () => (bed = await startFaultBed()));
+after(() => bed?.stop());
 
 test('the Temporal server killed mid-checkpoint and restarted: the checkpoint completes', { timeout: RUNS * 150_000 }, async (t) => {
   for (let run = 1; run <= RUNS; run++) {
@@ -22,8 +17,8 @@ test('the Temporal server killed mid-checkpoint and restarted: the checkpoint co
     const monitor = new PauseMonitor(bed, () => HOME);
     const id = `tc-${run}-${Date.now().toString(36)}`;
     const workflowId = await startCheckpoint(bed, id);
-    const phase = PHASES[run % 4] ?? 'save';
-    const seen = await waitForPhase(bed, workflowId, PHASES, phase);
+    const phase = CHECKPOINT_PHASES[run % 4] ?? 'save';
+    const seen = await waitForPhase(bed, workflowId, CHECKPOINT_PHASES, phase);
     await sleep(random(0, 300));
     await bed.server.kill();
     const downMs = random(1000, 3000);

@@ -1,7 +1,7 @@
 // Waiting for a running operation to reach a phase (through its progress query).
 import type { TestBed } from '../../harness/testbed';
-import { sleep } from '../../common/proc';
-import { progressQuery } from '../../workflows/definitions';
+import { sleep } from '../../node/proc';
+import { progressQuery } from '../../common/messages';
 import { toVccrError } from '../../client/errors';
 
 export async function waitForPhase(bed: TestBed, workflowId: string, phases: string[], phase: string, timeoutMs = 60_000): Promise<string> {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import type { Manifest } from '../../common/manifest';
 import type { TestBed } from '../../harness/testbed';
 import { readConsole } from '../../harness/console';
-import { sleep } from '../../common/proc';
+import { sleep } from '../../node/proc';
 import { sinceLastRestore } from './ring-check';
 
 export const journalWrote = (text: string) => [...text.matchAll(/^JOURNAL WROTE seq=(\d+)$/gm)].map((m) => Number(m[1]));

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { TestBed, guestImageDir } from '../../harness/testbed';
 import { readConsole, ringErrors, ringTokens, waitForConsole } from '../../harness/console';
 import type { ClusterSpecInput } from '../../common/spec';
-import { sleep } from '../../common/proc';
+import { sleep } from '../../node/proc';
 import type { Manifest } from '../../common/manifest';
 import { journalErrors, journalWrites } from './journal';
 

@@ -1,7 +1,6 @@
 // Migration control over QMP, in one place: capabilities and parameters, waiting for a migration's final
 // status (QEMU's MIGRATION events, with a slow query-migrate poll as a safety net), and cancelling.
 import {
-  eventTimeMs,
   MIGRATION_FINAL_STATUSES,
   QmpCommandError,
   QmpDisconnectedError,
@@ -15,6 +14,7 @@ import {
   type QmpEventStream,
   type QmpVersion,
 } from '../../qmp';
+import { hostNow, qemuEventTime } from '../clock';
 import { MigrationError } from './errors';
 
 /** QEMU caps migration at 128 MiB/s by default; our streams go to local files, so lift it. */
@@ -91,7 +91,7 @@ export function cancelsBackgroundSnapshotSafely(version: QmpVersion): boolean {
 
 export interface MigrationEnd {
   status: FinalMigrationStatus;
-  /** Epoch ms: QEMU's timestamp of the MIGRATION event, or when the safety-net poll saw the status. */
+  /** Epoch ms (host clock): QEMU's timestamp of the MIGRATION event, or when the safety-net poll saw the status. */
   atMs: number;
   source: 'event' | 'poll';
   /** query-migrate right after the end: `error-desc`, `total-time`, `downtime`, RAM counters. */
@@ -175,7 +175,7 @@ export class MigrationWatch {
     if (!isFinalStatus(status)) return undefined;
     // An incoming QEMU exits right after a failed load: the event is then all there is to report.
     const info = await this.#info().catch((): MigrationInfo => ({ status }));
-    return { status, atMs: eventTimeMs(result.value), source: 'event', info };
+    return { status, atMs: qemuEventTime(result.value), source: 'event', info };
   }
 
   async #fromPoll(): Promise<MigrationEnd | undefined> {
@@ -187,7 +187,7 @@ export class MigrationWatch {
     });
     if (!info) return undefined;
     this.last = info.status ?? this.last;
-    return isFinalStatus(info.status) ? { status: info.status, atMs: Date.now(), source: 'poll', info } : undefined;
+    return isFinalStatus(info.status) ? { status: info.status, atMs: hostNow(), source: 'poll', info } : undefined;
   }
 
   async #info(): Promise<MigrationInfo> {

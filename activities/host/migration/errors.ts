@@ -1,6 +1,6 @@
 // The one error type of the migration layer. Its message always names the VM and says what QEMU said
 // (`error-desc`, or the QMP error's description), so a caller can pass it on to the user unchanged.
-import type { MigrationStatus } from '../../qmp';
+import type { MigrationStatus, RunState } from '../../qmp';
 
 export type MigrationFailureKind =
   /** QEMU reports the migration failed; `errorDesc` holds QEMU's reason. */
@@ -25,6 +25,8 @@ export interface MigrationErrorDetails {
   status?: MigrationStatus | undefined;
   /** QEMU's own words: query-migrate's `error-desc` or a QMP error's `desc`. */
   qemuSaid?: string | undefined;
+  /** For kind 'wrong-state': the VM's run state that did not allow it (query-status), when that was the problem. */
+  runState?: RunState | undefined;
   cause?: unknown;
 }
 
@@ -33,6 +35,7 @@ export class MigrationError extends Error {
   readonly kind: MigrationFailureKind;
   readonly status: MigrationStatus | undefined;
   readonly qemuSaid: string | undefined;
+  readonly runState: RunState | undefined;
 
   constructor(what: string, details: MigrationErrorDetails) {
     const said = details.qemuSaid ? `: QEMU said: ${details.qemuSaid}` : '';
@@ -42,6 +45,7 @@ export class MigrationError extends Error {
     this.kind = details.kind;
     this.status = details.status;
     this.qemuSaid = details.qemuSaid;
+    this.runState = details.runState;
   }
 }
 

@@ -37,4 +37,4 @@ export {
   type SnapshotResult,
   type SnapshotTimes,
 } from './snapshot';
-export { loadFromStream, saveToStream, type SaveOptions, type StreamOptions, type StreamResult } from './stream';
+export { loadFromStream, saveToStream, type LoadOptions, type SaveOptions, type StreamOptions, type StreamResult } from './stream';

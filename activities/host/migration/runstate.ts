@@ -1,15 +1,18 @@
 // Pausing and resuming a VM around a migration, timed by QEMU itself: the STOP and RESUME events carry
 // QEMU's own clock reading of the moment the vCPUs stopped or ran again, which is what a consistent cut
 // is judged by (not when our command happened to be answered).
-import { eventTimeMs, type QmpClient, type QmpEvent, type RunState } from '../../qmp';
+import type { QmpClient, QmpEvent, RunState } from '../../qmp';
+import { hostNow, qemuEventTime } from '../clock';
 import { MigrationError } from './errors';
 import { qmpFailure } from './control';
 
 export interface RunStateChange {
   /** query-status after the command. */
   status: RunState;
-  /** Epoch ms: QEMU's event timestamp, or when the reply came if the VM was already in that state. */
+  /** Epoch ms (host clock): QEMU's event timestamp, or the reply's time if the VM was already in that state. */
   atMs: number;
+  /** Epoch ms (host clock) when QEMU's reply to the command came. */
+  repliedAtMs: number;
   /** 'event': this command changed the state; 'already': no event came, the VM was already there. */
   source: 'event' | 'already';
 }
@@ -22,7 +25,7 @@ export async function pauseVm(qmp: QmpClient, vm: string): Promise<RunStateChang
   const change = await changeRunState(qmp, vm, 'stop', 'STOP');
   // finish-migrate/postmigrate are stopped too; anything else did not pause (e.g. it shut down).
   if (change.status !== 'paused' && change.status !== 'postmigrate') {
-    throw new MigrationError(`did not pause: it is ${change.status}`, { vm, kind: 'wrong-state' });
+    throw new MigrationError(`did not pause: it is ${change.status}`, { vm, kind: 'wrong-state', runState: change.status });
   }
   return change;
 }
@@ -30,7 +33,7 @@ export async function pauseVm(qmp: QmpClient, vm: string): Promise<RunStateChang
 /** `cont` (also valid from postmigrate, after a completed save), then confirm the VM runs. */
 export async function resumeVm(qmp: QmpClient, vm: string): Promise<RunStateChange> {
   const change = await changeRunState(qmp, vm, 'cont', 'RESUME');
-  if (change.status !== 'running') throw new MigrationError(`did not resume: it is ${change.status}`, { vm, kind: 'wrong-state' });
+  if (change.status !== 'running') throw new MigrationError(`did not resume: it is ${change.status}`, { vm, kind: 'wrong-state', runState: change.status });
   return change;
 }
 
@@ -41,10 +44,10 @@ async function changeRunState(qmp: QmpClient, vm: string, command: 'stop' | 'con
   waiter.then((e) => (seen = e), () => undefined);
   try {
     await qmp.command(command);
-    const repliedAt = Date.now();
+    const repliedAtMs = hostNow();
     const { status } = await qmp.command('query-status');
     if (!seen) seen = await Promise.race([waiter, delay(LATE_EVENT_GRACE_MS)]).catch(() => undefined);
-    return seen ? { status, atMs: eventTimeMs(seen), source: 'event' } : { status, atMs: repliedAt, source: 'already' };
+    return seen ? { status, atMs: qemuEventTime(seen), repliedAtMs, source: 'event' } : { status, atMs: repliedAtMs, repliedAtMs, source: 'already' };
   } catch (err) {
     throw qmpFailure(vm, `could not ${command} the VM`, err);
   } finally {
@@ -57,16 +60,16 @@ function delay(ms: number): Promise<undefined> {
 }
 
 /**
- * Resolves at the epoch ms `at` (at once if it has passed) and returns the time it fired. A timer gets
- * close, then the last few ms are spun with setImmediate: timers fire up to a few ms late, but the
- * event loop stays free for other VMs' work while we spin.
+ * Resolves at the epoch ms `at` of the host clock (at once if it has passed) and returns the time it
+ * fired. A timer gets close, then the last few ms are spun with setImmediate: timers fire up to a few ms
+ * late, but the event loop stays free for other VMs' work while we spin.
  */
 export async function waitUntil(at: number | undefined): Promise<number> {
-  if (at === undefined) return Date.now();
-  const early = at - Date.now() - SPIN_MS;
+  if (at === undefined) return hostNow();
+  const early = at - hostNow() - SPIN_MS;
   if (early > 0) await delay(early);
-  while (Date.now() < at) await new Promise<void>((resolve) => setImmediate(resolve));
-  return Date.now();
+  while (hostNow() < at) await new Promise<void>((resolve) => setImmediate(resolve));
+  return hostNow();
 }
 
 const SPIN_MS = 4;

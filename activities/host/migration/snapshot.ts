@@ -7,7 +7,8 @@
 // the events are MIGRATION setup → active → RESUME → … → completed, and query-status says `running`
 // from RESUME on.
 import { rm } from 'node:fs/promises';
-import { eventTimeMs, type QmpClient, type QmpEvent } from '../../qmp';
+import type { QmpClient, QmpEvent } from '../../qmp';
+import { hostNow, qemuEventTime } from '../clock';
 import { StateReceiver, type TransferResult } from '../transfer';
 import { configureMigration, isActiveStatus, migrationInfo, MigrationWatch, qmpFailure, UNLIMITED_BANDWIDTH, type MigrationEnd } from './control';
 import { MigrationError, messageOf } from './errors';
@@ -129,7 +130,7 @@ async function launch(parts: Parts, at: number | undefined): Promise<BackgroundS
   parts.watch = watch;
   try {
     await waitUntil(at);
-    const migrateAtMs = Date.now();
+    const migrateAtMs = hostNow();
     await qmp.command('migrate', { uri: `unix:${options.socketPath}` }).catch((err: unknown) => {
       throw qmpFailure(vm, 'QEMU refused to start the snapshot', err);
     });
@@ -153,7 +154,7 @@ async function requireSnapshotable(qmp: QmpClient, vm: string): Promise<void> {
   try {
     const { status } = await qmp.command('query-status');
     if (status !== 'running' && status !== 'paused') {
-      throw new MigrationError(`it is ${status}; a live snapshot needs it running or paused`, { vm, kind: 'wrong-state' });
+      throw new MigrationError(`it is ${status}; a live snapshot needs it running or paused`, { vm, kind: 'wrong-state', runState: status });
     }
     const { status: migration } = await qmp.command('query-migrate');
     if (isActiveStatus(migration)) throw new MigrationError(`a migration is already ${migration}`, { vm, kind: 'wrong-state', status: migration });
@@ -177,10 +178,10 @@ async function untilResumed(events: AsyncIterator<QmpEvent<'STOP' | 'RESUME' | '
     if (next === 'timeout') throw new MigrationError(`QEMU did not resume the guest within ${wait.timeoutMs} ms of the snapshot start`, { vm: wait.vm, kind: 'timeout' });
     if (next.done) throw new MigrationError('QEMU exited while starting the snapshot', { vm: wait.vm, kind: 'qemu-exited' });
     const event = next.value;
-    if (event.event === 'RESUME') return { ...times, resumedAtMs: eventTimeMs(event) };
-    if (event.event === 'STOP') times.stoppedAtMs = eventTimeMs(event);
-    else if (event.event === 'MIGRATION' && event.data.status === 'setup') times.setupAtMs = eventTimeMs(event);
-    else if (event.event === 'MIGRATION' && event.data.status === 'active') times.activeAtMs = eventTimeMs(event);
+    if (event.event === 'RESUME') return { ...times, resumedAtMs: qemuEventTime(event) };
+    if (event.event === 'STOP') times.stoppedAtMs = qemuEventTime(event);
+    else if (event.event === 'MIGRATION' && event.data.status === 'setup') times.setupAtMs = qemuEventTime(event);
+    else if (event.event === 'MIGRATION' && event.data.status === 'active') times.activeAtMs = qemuEventTime(event);
     else if (event.event === 'MIGRATION' && (event.data.status === 'failed' || event.data.status === 'cancelled')) return 'ended';
   }
 }

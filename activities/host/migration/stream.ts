@@ -15,6 +15,7 @@ import {
   UNLIMITED_BANDWIDTH,
   type MigrationEnd,
 } from './control';
+import { hostNow } from '../clock';
 import { MigrationError, messageOf } from './errors';
 
 export interface StreamOptions {
@@ -36,6 +37,25 @@ export interface StreamOptions {
 export interface SaveOptions extends StreamOptions {
   /** Bytes per second (default: unlimited; QEMU's own default is 128 MiB/s). */
   maxBandwidth?: number;
+  /**
+   * The caller already set this QEMU's migration settings for a stop-mode save (configureMigration with
+   * events on and background-snapshot off, e.g. before the pause): they are not set again inside it.
+   */
+  configured?: boolean;
+  /** A migration still active — left by an earlier attempt whose reader is gone — is cancelled instead of refused. */
+  cancelStale?: boolean;
+  /**
+   * Called once everything is ready, right before `migrate` is sent: the caller's last checks (is the
+   * checkpoint still on?). Throwing ends the save there, with nothing written.
+   */
+  beforeMigrate?: () => Promise<void>;
+}
+
+export interface LoadOptions extends StreamOptions {
+  /** Called once QEMU listens, right before the state is sent. */
+  beforeSend?: () => Promise<void>;
+  /** Checks what was sent (size, sha256) before QEMU's verdict is awaited; throwing ends the load there. */
+  checkSent?: (sent: TransferResult) => void;
 }
 
 export interface StreamResult extends TransferResult {
@@ -46,25 +66,29 @@ export interface StreamResult extends TransferResult {
 }
 
 /**
- * Saves a paused VM's state to `file`. Refuses a running VM (that would be a live migration, not a
- * checkpoint), one left in postmigrate by an earlier save (QEMU cannot migrate it again without running
- * it) and one with a migration still active (cancelMigration() it first).
+ * Saves a paused VM's state to `file`. Refuses (kind 'wrong-state', with its runState) a running VM (that
+ * would be a live migration, not a checkpoint) and one left in postmigrate by an earlier save (QEMU cannot
+ * migrate it again without running it); a migration still active is refused too, or with `cancelStale`
+ * cancelled first.
  */
 export async function saveToStream(qmp: QmpClient, options: SaveOptions): Promise<StreamResult> {
   const { vm } = options;
   options.signal?.throwIfAborted();
-  await requireSaveable(qmp, vm);
-  await configureMigration(qmp, vm, { events: true, backgroundSnapshot: false, maxBandwidth: options.maxBandwidth ?? UNLIMITED_BANDWIDTH });
+  await requireSaveable(qmp, vm, options.cancelStale ?? false);
+  if (!options.configured) {
+    await configureMigration(qmp, vm, { events: true, backgroundSnapshot: false, maxBandwidth: options.maxBandwidth ?? UNLIMITED_BANDWIDTH });
+  }
   const receiver = new StateReceiver(options.socketPath, options.file, { onProgress: options.onProgress, signal: options.signal, codec: options.codec });
   await startReceiver(receiver, vm, options.file);
   const watch = new MigrationWatch(qmp, vm);
-  const startedAtMs = Date.now();
   // A failing receiver or a cancelled save must stop QEMU's side too, or the wait below never ends.
   const stopQemu = () => void cancelMigration(qmp, vm).catch(() => undefined);
   try {
     const received = settled(receiver.done);
     receiver.done.catch(stopQemu);
     options.signal?.addEventListener('abort', stopQemu, { once: true });
+    await options.beforeMigrate?.();
+    const startedAtMs = hostNow();
     await qmp.command('migrate', { uri: `unix:${options.socketPath}` }).catch((err: unknown) => {
       throw qmpFailure(vm, 'QEMU refused to start the save', err);
     });
@@ -96,16 +120,17 @@ export async function startReceiver(receiver: StateReceiver, vm: string, file: s
   }
 }
 
-async function requireSaveable(qmp: QmpClient, vm: string): Promise<void> {
+async function requireSaveable(qmp: QmpClient, vm: string, cancelStale: boolean): Promise<void> {
   try {
     const { status } = await qmp.command('query-status');
     if (status === 'postmigrate') {
-      throw new MigrationError('it was left in postmigrate by an earlier save and cannot be saved again without running it', { vm, kind: 'wrong-state' });
+      throw new MigrationError('it was left in postmigrate by an earlier save and cannot be saved again without running it', { vm, kind: 'wrong-state', runState: status });
     }
-    if (status !== 'paused') throw new MigrationError(`it is ${status}; a stop-mode save needs it paused`, { vm, kind: 'wrong-state' });
+    if (status !== 'paused') throw new MigrationError(`it is ${status}; a stop-mode save needs it paused`, { vm, kind: 'wrong-state', runState: status });
     const { status: migration } = await qmp.command('query-migrate');
     if (isActiveStatus(migration)) {
-      throw new MigrationError(`a migration is already ${migration}; cancel it first`, { vm, kind: 'wrong-state', status: migration });
+      if (!cancelStale) throw new MigrationError(`a migration is already ${migration}; cancel it first`, { vm, kind: 'wrong-state', status: migration });
+      await cancelMigration(qmp, vm, { timeoutMs: STALE_CANCEL_MS });
     }
   } catch (err) {
     throw qmpFailure(vm, 'could not check the VM before saving it', err);
@@ -116,26 +141,28 @@ async function requireSaveable(qmp: QmpClient, vm: string): Promise<void> {
  * Loads `file` into a QEMU started with `-incoming defer` (it stays paused with `-S`: resumeVm() it).
  * A QEMU whose load fails exits by itself (QEMU 7.2), so a failed load is usually kind 'qemu-exited'.
  */
-export async function loadFromStream(qmp: QmpClient, options: StreamOptions): Promise<StreamResult> {
+export async function loadFromStream(qmp: QmpClient, options: LoadOptions): Promise<StreamResult> {
   const { vm } = options;
   const { status } = await qmp.command('query-status').catch((err: unknown) => {
     throw qmpFailure(vm, 'could not check the VM before loading it', err);
   });
-  if (status !== 'inmigrate') throw new MigrationError(`it is ${status}, not waiting for its state (-incoming defer)`, { vm, kind: 'wrong-state' });
+  if (status !== 'inmigrate') throw new MigrationError(`it is ${status}, not waiting for its state (-incoming defer)`, { vm, kind: 'wrong-state', runState: status });
   // Checked before QEMU listens: once it does, only a complete stream (or its exit) ends the wait.
   await access(options.file, constants.R_OK).catch((err: unknown) => {
     throw new MigrationError(`cannot read ${options.file}: ${messageOf(err)}`, { vm, kind: 'receiver-failed', cause: err });
   });
   await configureMigration(qmp, vm, { events: true });
   const watch = new MigrationWatch(qmp, vm);
-  const startedAtMs = Date.now();
+  const startedAtMs = hostNow();
   try {
     await qmp.command('migrate-incoming', { uri: `unix:${options.socketPath}` }).catch((err: unknown) => {
       throw qmpFailure(vm, 'QEMU refused to listen for the state', err);
     });
+    await options.beforeSend?.();
     const transfer = await sendState(options.socketPath, options.file, { onProgress: options.onProgress, signal: options.signal, codec: options.codec }).catch(
       (err: unknown) => sendFailure(watch, vm, options.file, err),
     );
+    options.checkSent?.(transfer);
     const end = await watch.end({ timeoutMs: options.timeoutMs });
     if (end.status !== 'completed') throw endError(vm, LOAD_FAILED, end);
     return { ...transfer, startedAtMs, end };
@@ -151,6 +178,9 @@ async function sendFailure(watch: MigrationWatch, vm: string, file: string, err:
   if (!verdict.ok && verdict.error instanceof MigrationError && verdict.error.kind === 'qemu-exited') throw verdict.error;
   throw new MigrationError(`sending ${file} failed: ${messageOf(err)}`, { vm, kind: 'receiver-failed', status: watch.last, cause: err });
 }
+
+/** How long a save waits for QEMU to end a stale migration it cancels. */
+const STALE_CANCEL_MS = 10_000;
 
 /** An incoming QEMU gives no `error-desc`; 7.2 prints the reason on its stderr and exits. */
 const LOAD_FAILED = 'QEMU rejected the state stream (its reason is on its stderr, not in QMP): load';

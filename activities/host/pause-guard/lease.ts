@@ -1,6 +1,6 @@
 // Pause leases: one small file per VM (<state-dir>/<cluster>/<vm>/pause-lease.json) saying which checkpoint
 // paused it and until when it may stay paused. Read and written by the host worker's watchdog and by the
-// detached pause guard (workers/pause-guard.ts), which outlives the worker.
+// detached pause guard (process.ts), which outlives the worker.
 //
 // States (ARCHITECTURE.md, "Pause leases"):
 //   held        written before the stop; the checkpoint's steps may go on while it is held and in time
@@ -13,7 +13,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { replaceFileSync } from '../../common/fsutil';
+import { replaceFileSync } from '../../../node/fsutil';
 
 export const leaseSchema = z.object({
   checkpointId: z.string(),

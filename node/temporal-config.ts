@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { OptionDocs } from './help';
-import { DEFAULT_CONTROLLER_TASK_QUEUE } from './ids';
+import { DEFAULT_CONTROLLER_TASK_QUEUE } from '../common/ids';
 
 export interface TemporalSettings {
   address: string;

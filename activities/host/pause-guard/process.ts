@@ -1,23 +1,24 @@
-// The pause guard: a small detached process per host state folder, started by the host worker, that
+// The detached pause guard: a small process per host state folder, started by the host worker, that
 // outlives it. It resumes any VM whose pause lease has run out — the backstop for the case the host
 // worker's own watchdog cannot cover: the worker itself died (SIGKILL, OOM, host agent crash) while
 // its VMs were paused for a checkpoint. It talks to each VM over the VM's second QMP monitor (the
 // "guard" socket), so it never competes with the worker for the main one.
 //
-//   node dist/workers/pause-guard.js --state-dir DIR
+//   node dist/activities/host/pause-guard/process.js --state-dir DIR   (started by spawn.ts)
 //
 // One guard per state folder (pidfile + start time); it exits after a minute without any VM recorded.
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { QmpClient } from '../activities/qmp';
-import { mayBePaused, readLease, writeLease } from '../activities/host/lease';
-import { childLogger } from '../common/logger';
-import { isAlive, processStartTime } from '../common/proc';
-import { GUARD_PID_FILE as PID_FILE } from '../activities/host/guard';
-import { NAME_PATTERN } from '../common/names';
-import { hostNow } from '../activities/host/clock';
+import { QmpClient } from '../../qmp';
+import { mayBePaused, readLease, writeLease } from './lease';
+import { childLogger } from '../../../node/logger';
+import { isAlive, processStartTime } from '../../../node/proc';
+import { GUARD_PID_FILE as PID_FILE } from './spawn';
+import { NAME_PATTERN } from '../../../common/names';
+import { hostNow } from '../clock';
+import { resumeAtDeadline } from './resume';
 
 const POLL_MS = 250;
 const IDLE_EXIT_MS = 60_000;
@@ -59,7 +60,7 @@ async function main(): Promise<void> {
         // The worker's own watchdog goes first (at the deadline); the guard a moment later, still within the bound.
         if (!lease || !mayBePaused(lease) || hostNow() < lease.deadline + lease.guardAfterMs) continue;
         if (!isAlive({ pid: vm.record.pid, startTime: vm.record.startTime })) continue;
-        await resume(vm.record.guardSocket, log.child({ vm: vm.record.name, cluster: vm.record.cluster, checkpoint: lease.checkpointId }));
+        await resume(vm.record.guardSocket, vm.record.name, log.child({ vm: vm.record.name, cluster: vm.record.cluster, checkpoint: lease.checkpointId }));
         // Only mark it if nobody changed the lease meanwhile (the worker may have released it).
         const now = readLease(vm.dir);
         if (now && mayBePaused(now) && now.checkpointId === lease.checkpointId) writeLease(vm.dir, { ...now, state: 'expired' });
@@ -97,14 +98,13 @@ function safeList(dir: string): string[] {
   }
 }
 
-async function resume(socket: string, log: ReturnType<typeof childLogger>): Promise<void> {
+async function resume(socket: string, vm: string, log: ReturnType<typeof childLogger>): Promise<void> {
   log.error('pause bound passed and the host worker did not resume the VM: resuming it');
   const qmp = await QmpClient.connect(socket, { connectTimeoutMs: 2000, logger: log });
   try {
-    const migration = await qmp.command('query-migrate');
-    if (migration.status === 'active' || migration.status === 'setup') await qmp.command('migrate_cancel');
+    // A VM still waiting for its state (a restore) is not ours to resume.
     const { status } = await qmp.command('query-status');
-    if (status !== 'running' && status !== 'inmigrate') await qmp.command('cont');
+    if (status !== 'inmigrate') await resumeAtDeadline(qmp, vm, log);
     log.warn({ before: status }, 'VM resumed by the pause guard');
   } finally {
     await qmp.close();

@@ -1,6 +1,6 @@
 // Queries, signals and updates of the watch (workflows/watch.ts), shared with activities and the client.
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { Failure, WatchSettings } from '../common/protection';
+import type { Failure, WatchSettings } from './protection';
 
 /**
  * watching: every VM and host answers (or the cluster is busy with, or stopped by, a planned operation);

@@ -2,18 +2,28 @@
 // host paused for a checkpoint is resumed by the host itself once the cluster's pause bound has passed.
 // The lease is a file beside the VM's record, so a restarted worker re-arms it; once a checkpoint's lease
 // is released or expired, a late pause or save for that checkpoint is refused.
-// If the worker itself dies, the detached pause guard (workers/pause-guard.ts) does the same a moment later.
+// If the worker itself dies, the detached pause guard (process.ts) does the same a moment later.
 import { rmSync } from 'node:fs';
-import { hostNow } from './clock';
 import { ApplicationFailure } from '@temporalio/activity';
+import type { Logger } from '../../../node/logger';
+import type { QmpClient } from '../../qmp';
+import { hostNow } from '../clock';
+import type { VmRecord, VmRegistry } from '../registry';
 import { leasePath, leaseTimes, mayBePaused, readLease, writeLease, type PauseLease } from './lease';
-import type { HostRuntime } from './runtime';
-import type { VmRecord } from './registry';
+import { resumeAtDeadline } from './resume';
+
+/** What the watchdog needs of the host worker (its runtime): the VMs it launched and their QMP sessions. */
+export interface GuardedHost {
+  readonly hostId: string;
+  readonly log: Logger;
+  readonly registry: VmRegistry;
+  qmp(record: VmRecord): Promise<QmpClient>;
+}
 
 export class PauseWatchdog {
   private readonly timers = new Map<string, NodeJS.Timeout>();
 
-  constructor(private readonly runtime: HostRuntime) {}
+  constructor(private readonly runtime: GuardedHost) {}
 
   private dir(record: VmRecord): string {
     return this.runtime.registry.vmDir(record.cluster, record.name);
@@ -135,10 +145,7 @@ export class PauseWatchdog {
     try {
       // Not behind runtime.exclusive(): a save in progress must not delay this; cancelling its
       // migration makes that save fail, which is what we want.
-      const qmp = await this.runtime.qmp(record);
-      const migration = await qmp.command('query-migrate');
-      if (migration.status === 'active' || migration.status === 'setup') await qmp.command('migrate_cancel');
-      await qmp.command('cont');
+      await resumeAtDeadline(await this.runtime.qmp(record), record.name, log);
       log.warn('VM resumed by the watchdog');
     } catch (err) {
       log.error({ err }, 'the watchdog could not resume the VM');

@@ -1,11 +1,11 @@
-// Starting the pause guard (workers/pause-guard.ts) for a host state folder, once.
+// Starting the detached pause guard (process.ts) for a host state folder, once.
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { isAlive, processStartTime } from '../../common/proc';
+import { isAlive, processStartTime } from '../../../node/proc';
 
 export const GUARD_PID_FILE = 'pause-guard.pid';
-const GUARD_SCRIPT = join(__dirname, '..', '..', 'workers', 'pause-guard.js');
+const GUARD_SCRIPT = join(__dirname, 'process.js');
 
 /** Starts the guard for `stateDir` unless one is already running (called by the host worker; never waits). */
 export function ensurePauseGuard(stateDir: string): void {

@@ -1,6 +1,7 @@
-// Signals, queries and updates of VCCR's workflows, shared by workflows, activities and the client.
+// Signals, queries and updates of the cluster record and of every operation (the contract between workflows,
+// activities and the client). Pure: workflows import it, and so do activities, workers and the client.
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { ClusterSpec } from '../common/spec';
+import type { ClusterSpec } from './spec';
 
 export type OperationKind = 'launch' | 'checkpoint' | 'restart' | 'shutdown' | 'delete' | 'protect' | 'retention' | 'recover';
 
