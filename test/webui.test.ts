@@ -98,7 +98,7 @@ test('the workflow list filtered by VccrCluster shows every operation of the clu
 test('a checkpoint`s workflow page tells its story: activity summaries, current details, search attributes', { timeout: 120_000 }, async (t) => {
   await page.goto(`${ui}/namespaces/default/workflows/${checkpointWorkflowId}`);
   // The timeline names each activity call with its summary.
-  const timeline = await page.waitForText([/"checkpointId"/, /pauseVms/]);
+  const timeline = await page.waitForText([/"checkpointId"/, /captureVms/]);
   for (const summary of [
     'lock cluster webui for checkpoint ck-webui',
     'pause vm0, vm2 on host a',
