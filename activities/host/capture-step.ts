@@ -28,7 +28,8 @@ export async function captureVms(runtime: HostRuntime, req: CaptureRequest, prog
       frozen.push(await runtime.exclusive(req.cluster, record.name, () => freezeVm(runtime, req, runtime.requireVm(req.cluster, record.name))));
     }
     void backgroundSave(runtime, req, record.name, progress);
-    return { name: record.name, at: stopped.atMs, receivedAt, ...(offset !== undefined ? { consoleOffset: offset } : {}) };
+    // QEMU times events to the microsecond; records keep whole ms.
+    return { name: record.name, at: Math.round(stopped.atMs), receivedAt, ...(offset !== undefined ? { consoleOffset: offset } : {}) };
   });
   return { paused, frozen };
 }
@@ -91,5 +92,5 @@ async function resumeSaved(runtime: HostRuntime, req: FinishSavesRequest, vm: st
   await testHook('save:before-cont', vm);
   const resumed = await resumeVm(qmp, vm); // a no-op on a VM running already
   runtime.watchdog.release(record, req.checkpointId);
-  return { name: vm, at: resumed.atMs, receivedAt };
+  return { name: vm, at: Math.round(resumed.atMs), receivedAt };
 }
