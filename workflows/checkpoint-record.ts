@@ -76,8 +76,9 @@ export function buildManifest(id: CheckpointIdentity, reports: PhaseReports, clo
     vms,
     phases: {
       prepare: timing('prepare'),
-      pause: timing('pause'),
-      freeze: timing('freeze'),
+      // The disks are frozen inside the capture step, on each host right after its VMs' stops.
+      pause: timing('capture'),
+      freeze: timing('capture'),
       save: timing('save'),
       commit: { start: ph['commit']?.start ?? now },
     },
@@ -115,7 +116,7 @@ function manifestVm(host: string, report: PrepareReport, vm: PrepareReport['vms'
   };
 }
 
-/** What the resume barrier achieved: each resumed VM's time, and one line per VM that did not resume. */
+/** What the resumes achieved: each resumed VM's time, and one line per VM that did not resume. */
 export interface Resumed {
   resumedAt: Map<string, number>;
   failures: string[];
@@ -135,7 +136,8 @@ export function resumedFrom(outcomes: Array<HostOutcome<ResumeReport>>): Resumed
 
 /** resume.json: when each VM ran again, written beside the (immutable) manifest. */
 export function resumeRecord(checkpointId: string, resumed: Resumed, clock: PhaseClock): ResumeRecord {
-  const phase = clock.phases['resume'];
+  // Each VM resumes as soon as its own save is done: the resumes happen within the save phase.
+  const phase = clock.phases['save'];
   return {
     checkpointId,
     vms: [...resumed.resumedAt].map(([name, resumedAt]) => ({ name, resumedAt })).sort((a, b) => a.name.localeCompare(b.name)),
