@@ -76,9 +76,10 @@ export function buildManifest(id: CheckpointIdentity, reports: PhaseReports, clo
     vms,
     phases: {
       prepare: timing('prepare'),
-      // The disks are frozen inside the capture step, on each host right after its VMs' stops.
-      pause: timing('capture'),
-      freeze: timing('capture'),
+      // The disks are frozen inside the capture step, on each host right after its VMs' stops (executions
+      // started before protocol v2 had pause and freeze phases of their own).
+      pause: timing(ph['capture'] ? 'capture' : 'pause'),
+      freeze: timing(ph['capture'] ? 'capture' : 'freeze'),
       save: timing('save'),
       commit: { start: ph['commit']?.start ?? now },
     },
@@ -136,8 +137,9 @@ export function resumedFrom(outcomes: Array<HostOutcome<ResumeReport>>): Resumed
 
 /** resume.json: when each VM ran again, written beside the (immutable) manifest. */
 export function resumeRecord(checkpointId: string, resumed: Resumed, clock: PhaseClock): ResumeRecord {
-  // Each VM resumes as soon as its own save is done: the resumes happen within the save phase.
-  const phase = clock.phases['save'];
+  // Each VM resumes as soon as its own save is done: the resumes happen within the save phase (in a
+  // resume phase of their own for executions started before protocol v2).
+  const phase = clock.phases['resume'] ?? clock.phases['save'];
   return {
     checkpointId,
     vms: [...resumed.resumedAt].map(([name, resumedAt]) => ({ name, resumedAt })).sort((a, b) => a.name.localeCompare(b.name)),

@@ -4,10 +4,15 @@
 //   finishSaves (each VM resumes once its own state is durable) → commit (manifest) → finish
 // Until the commit, any failure — an activity error, a dead host, the pause bound running out, a cancel —
 // runs undo: resume every VM that may still be paused, remove the partial files, record why it failed.
+import { patched } from '@temporalio/workflow';
 import { checkpointInputSchema, type CheckpointInput } from '../common/workflow-inputs';
 import { validateInput } from './validate';
 import { begin, capture, commit, finish, finishSaves, PauseBound, prepare, undo } from './checkpoint-phases';
 import { checkpointResult, type CheckpointResult } from './checkpoint-record';
+import { checkpointV1 } from './checkpoint-v1';
+
+/** Marks executions that run protocol v2; those started before it replay the v1 phases (checkpoint-v1.ts). */
+const STOP_CAPTURE_V2 = 'stop-capture-v2';
 
 export type { CheckpointResult };
 
@@ -15,6 +20,7 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
   const input = validateInput(checkpointInputSchema, rawInput, 'checkpointCluster');
   const run = await begin(input);
   const bound = new PauseBound(run);
+  if (!patched(STOP_CAPTURE_V2)) return checkpointV1(run, bound);
   let committed;
   try {
     committed = await bound.enforce(async () => {
