@@ -89,7 +89,7 @@ export async function pauseVms(runtime: HostRuntime, req: PauseRequest): Promise
 export const MAX_BARRIER_WAIT_MS = 2500;
 
 /** When to act for a barrier at `notBefore`: never later than `latest`, nor absurdly far ahead. */
-function barrierTime(runtime: HostRuntime, notBefore: number | undefined, latest = Number.POSITIVE_INFINITY): number | undefined {
+export function barrierTime(runtime: HostRuntime, notBefore: number | undefined, latest = Number.POSITIVE_INFINITY): number | undefined {
   if (notBefore === undefined) return undefined;
   const now = hostNow();
   if (notBefore - now > MAX_BARRIER_WAIT_MS) {
@@ -118,7 +118,12 @@ function notPausedError(err: unknown, when: string): unknown {
 }
 
 export async function freezeDisks(runtime: HostRuntime, req: FreezeRequest): Promise<FrozenVm[]> {
-  return eachVm(runtime, req.cluster, req.vms, async (record) => {
+  return eachVm(runtime, req.cluster, req.vms, (record) => freezeVm(runtime, req, record));
+}
+
+/** One paused VM's freeze (the live capture calls it inside its own pause window). */
+export async function freezeVm(runtime: HostRuntime, req: Omit<FreezeRequest, 'vms'>, record: VmRecord): Promise<FrozenVm> {
+  {
     await testHook('freeze:before', record.name);
     runtime.watchdog.check(record, req.checkpointId, req.runId);
     const qmp = await runtime.qmp(record);
@@ -162,7 +167,7 @@ export async function freezeDisks(runtime: HostRuntime, req: FreezeRequest): Pro
       await writeChainRecord(req.store, { cluster: req.cluster, vm: record.name, disk: c.id, active: c.active, backing: c.backing });
     }
     return { name: record.name, disks: frozen, at: hostNow() };
-  });
+  }
 }
 
 /**

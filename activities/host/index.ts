@@ -4,6 +4,7 @@
 import { inspectVms, stopVms, ensureVmsGone } from './lifecycle';
 import { prepareCheckpoint, pauseVms, freezeDisks, resumeVms } from './checkpoint-steps';
 import { saveVmStates } from './save-step';
+import { cancelLiveWrites, captureLive, finishLiveWrites } from './live-capture';
 import { launchVms, verifyStateFiles, loadVmStates } from './restore-steps';
 import { compactDisks } from './compact';
 import { ProgressReporter, type SignalProgress } from './progress';
@@ -24,6 +25,9 @@ import {
   verifyStateRequestSchema,
   vmRefSchema,
   compactRequestSchema,
+  liveCancelRequestSchema,
+  liveCaptureRequestSchema,
+  liveFinishRequestSchema,
 } from './requests';
 
 export function createHostActivities(runtime: HostRuntime, signalProgress: SignalProgress) {
@@ -47,6 +51,9 @@ export function createHostActivities(runtime: HostRuntime, signalProgress: Signa
     freezeDisks: validated('freezeDisks', freezeRequestSchema, (req) => freezeDisks(runtime, req)),
     saveVmStates: validated('saveVmStates', saveRequestSchema, (req) => reporting(req, (report) => saveVmStates(runtime, req, report))),
     resumeVms: validated('resumeVms', resumeRequestSchema, (req) => resumeVms(runtime, req)),
+    captureLive: validated('captureLive', liveCaptureRequestSchema, (req) => captureLive(runtime, req)),
+    finishLiveWrites: validated('finishLiveWrites', liveFinishRequestSchema, (req) => reporting(req, (report) => finishLiveWrites(runtime, req, report))),
+    cancelLiveWrites: validated('cancelLiveWrites', liveCancelRequestSchema, (req) => cancelLiveWrites(runtime, req)),
     verifyStateFiles: validated('verifyStateFiles', verifyStateRequestSchema, (req) => verifyStateFiles(runtime, req)),
     compactDisks: validated('compactDisks', compactRequestSchema, (req) => compactDisks(runtime, req)),
     loadVmStates: validated('loadVmStates', loadRequestSchema, (req) => reporting(req, (report) => loadVmStates(runtime, req, report))),

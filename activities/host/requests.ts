@@ -175,3 +175,27 @@ export const compactRequestSchema = z
     keep: z.array(absolutePathSchema).max(100_000),
   })
   .strict();
+
+// ---- live checkpoints (activities/host/live-capture.ts) ----
+
+export const liveCaptureRequestSchema = z
+  .object({
+    cluster: nameSchema,
+    store: absolutePathSchema,
+    checkpointId: checkpointIdSchema,
+    runId: runIdSchema,
+    vms: vmNames,
+    /** Longest a VM may stay paused before the watchdog resumes it (the lease), as in stop mode. */
+    pauseBoundMs: z.number().int().min(1000).max(3_600_000),
+    /** Epoch ms (host clock) to issue `stop` at: every host pauses together. */
+    pauseAt: epochMs,
+  })
+  .strict();
+
+export const liveFinishRequestSchema = z
+  .object({ cluster: nameSchema, store: absolutePathSchema, checkpointId: checkpointIdSchema, runId: runIdSchema, vms: vmNames, progressWorkflowId: workflowIdSchema })
+  .strict();
+
+export const liveCancelRequestSchema = z
+  .object({ cluster: nameSchema, store: absolutePathSchema, checkpointId: checkpointIdSchema, runId: runIdSchema, vms: vmNames })
+  .strict();
