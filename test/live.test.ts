@@ -1,0 +1,63 @@
+// Live checkpoints through the real workflows, workers and QEMU (the fault bed's cluster: a 3-node token
+// ring across hosts a and b, memfill with a disk, the disk journal): the guests pause only to fix the cut,
+// their RAM is written while they run, and a restart from it continues every detector exactly. The
+// negative control delays one VM's stop (test hook) until the others already run again: the cut check
+// must refuse that checkpoint, the VMs run on untouched, and nothing but a failure record is left.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TestBed } from '../harness/testbed';
+import { ALL_VMS, assertClusterHealthy, assertStoreClean, CLUSTER, PauseMonitor, restoreAndVerify, startFaultBed } from './faults/fault-bed';
+
+let bed: TestBed;
+before(async () => (bed = await startFaultBed({ testHooks: true })));
+after(() => bed?.stop());
+
+let committed = '';
+
+test('live checkpoint while the guests run: manifest records mode, STOP/RESUME and the cut; restart continues every detector', { timeout: 300_000 }, async (t) => {
+  const monitor = new PauseMonitor(bed, () => Object.fromEntries(ALL_VMS.map((vm) => [vm, vm === 'vm1' || vm === 'heavy' ? 'b' : 'a'])));
+  const result = await bed.vccr.checkpoint(CLUSTER, { live: true, checkpointId: 'live-1' });
+  const longestSeenPaused = await monitor.stop();
+  assert.ok('downtimeMs' in result, 'the checkpoint completed');
+  committed = result.checkpointId;
+  const { manifest } = await bed.vccr.checkpoints.show(CLUSTER, committed);
+  assert.equal(manifest.mode, 'live');
+  assert.ok(manifest.cut, 'the manifest keeps the cut check inputs');
+  assert.ok(manifest.cut.lastStopAt + manifest.cut.toleranceMs < manifest.cut.firstResumeAt, 'every STOP (+ε) precedes every RESUME');
+  for (const vm of manifest.vms) {
+    const { stoppedAt, resumedAt } = vm.timings;
+    assert.ok(stoppedAt !== undefined && resumedAt !== undefined && stoppedAt < resumedAt, `${vm.name}: STOP before RESUME`);
+    // The RAM was written after the guest ran again: the file's end is later than its RESUME.
+    assert.ok(vm.timings.savedAt >= resumedAt, `${vm.name}: written after its resume`);
+  }
+  t.diagnostic(
+    `live: downtime ${result.downtimeMs} ms (first STOP → last RESUME), pause skew ${result.pauseSkewMs} ms, ` +
+      `cut margin ${manifest.cut.marginMs.toFixed(3)} ms, ${result.totalBytes} bytes, write phase ` +
+      `${(result.phases['write']?.end ?? 0) - (result.phases['write']?.start ?? 0)} ms; longest pause the monitor saw ${longestSeenPaused} ms`,
+  );
+  await assertStoreClean(bed, [committed]);
+  await bed.killAllVms();
+  await restoreAndVerify(bed, committed);
+});
+
+test('negative control: one VM stopped after the others ran again — the cut check refuses it, the VMs run on', { timeout: 300_000 }, async (t) => {
+  // vm1 (host b) stops 3 s late: the VMs of host a have long been resumed by their snapshots by then.
+  bed.setHooks('b', { points: { 'live:before-stop@vm1': { delayMs: 3000 } } });
+  try {
+    await assert.rejects(bed.vccr.checkpoint(CLUSTER, { live: true, checkpointId: 'live-broken' }), (err: Error) => {
+      t.diagnostic(`refused: ${err.message}`);
+      assert.match(err.message, /the cut is not consistent: VM \S+ \(host a\) ran again .* before VM vm1 \(host b\) was stopped/);
+      return true;
+    });
+  } finally {
+    bed.clearHooks();
+  }
+  const failure = join(bed.store, CLUSTER, '_failed', 'live-broken.json');
+  assert.ok(existsSync(failure), 'the failure is recorded');
+  assert.match(readFileSync(failure, 'utf8'), /cut is not consistent/);
+  assert.ok(!existsSync(join(bed.store, CLUSTER, 'live-broken')), 'its folder (and state files) are removed');
+  await assertClusterHealthy(bed);
+  await assertStoreClean(bed, [committed]);
+});
