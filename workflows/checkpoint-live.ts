@@ -1,5 +1,5 @@
 // The live protocol of checkpointCluster (mode 'live'; ARCHITECTURE.md, "Live checkpoints"):
-//   prepare (+ clock check) → capture (each host runs the timed plan: stop at T, freeze, background
+//   prepare (+ clock check, each VM's snapshot writer) → capture (each host runs the timed plan: stop at T, freeze, background
 //   snapshot, QEMU resumes the guest) → cut check (from the hosts' STOP/RESUME times) → write (the RAM
 //   streams out while the guests run) → commit → finish
 // No workflow round trip lies inside a VM's pause. A failure anywhere before the commit cancels the
@@ -11,7 +11,7 @@ import type { LiveCaptured, SavedState, VmTimestamp } from '../activities/host/t
 import { onEveryHost, onEveryHostSettled, pauseLead } from './barriers';
 import { commit, prepare, type CheckpointRun, type PauseBound, type Paused, type Prepared } from './checkpoint-phases';
 import type { Resumed } from './checkpoint-record';
-import { checkCut, clockRefusals, type CutSample } from './live-cut';
+import { checkCut, clockRefusals, snapshotGap, type CutSample } from './live-cut';
 import { reasonOf } from './validate';
 import { stateFiles, vmList, withSummary } from './summary';
 
@@ -22,11 +22,13 @@ export interface LiveCommitted {
   resumed: Resumed;
 }
 
-/** The live protocol up to its commit; `onFailure` must run (before undo) if it throws. */
-export async function liveProtocol(run: CheckpointRun, bound: PauseBound): Promise<LiveCommitted> {
+/** The live protocol up to its commit; if it throws after `writers.started`, cancelLiveWrites must run before undo. */
+export async function liveProtocol(run: CheckpointRun, bound: PauseBound, writers: { started: boolean }): Promise<LiveCommitted> {
   const prepared = await prepare(run);
   refuseOffClocks(run, prepared, Date.now());
-  const captured = await capture(run, prepared, bound);
+  writers.started = true;
+  const ready = await prepareWriters(run);
+  const captured = await capture(run, ready, bound);
   const verdict = checkCut(cutSamples(captured), run.spec.clockToleranceMs);
   if (!verdict.ok) throw ApplicationFailure.nonRetryable(verdict.reason, 'CutBroken');
   log.info('live cut holds', { checkpointId: run.checkpointId, marginMs: verdict.marginMs, lastStopAt: verdict.lastStopAt, firstResumeAt: verdict.firstResumeAt });
@@ -44,14 +46,24 @@ function refuseOffClocks(run: CheckpointRun, prepared: Prepared, repliedAt: numb
   if (refusals.length) throw ApplicationFailure.nonRetryable(`live checkpoint refused: ${refusals.join('; ')}`, 'ClockSkew');
 }
 
+/** Each host sets up its VMs' snapshots (a detached writer each) while they run; returns when the step went out and arrived. */
+async function prepareWriters(run: CheckpointRun): Promise<{ sentAt: number; receivedAt: number[] }> {
+  const { cluster, checkpointId, runId, spec } = run;
+  const sentAt = Date.now();
+  const ready = await onEveryHost(run.byHost, (host, vms) =>
+    withSummary(run.hosts(host).quick, `prepare the live snapshots of ${vmList(vms)} on host ${host}`).prepareLive({ cluster, store: spec.store, checkpointId, runId, vms }),
+  );
+  return { sentAt, receivedAt: [...ready.values()].map((r) => r.receivedAt) };
+}
+
 /** Every host executes the timed plan; resolves once every VM is stopped, frozen, snapshotted and running again. */
-async function capture(run: CheckpointRun, prepared: Prepared, bound: PauseBound): Promise<Map<string, LiveCaptured[]>> {
+async function capture(run: CheckpointRun, ready: { sentAt: number; receivedAt: number[] }, bound: PauseBound): Promise<Map<string, LiveCaptured[]>> {
   const { cluster, checkpointId, runId, spec, progress } = run;
   progress.phase('capture');
   bound.arm();
   progress.vms(Object.keys(run.placement), 'pausing');
   const sentAt = Date.now();
-  const pauseAt = sentAt + pauseLead(prepared.sentAt, [...prepared.reports.values()].map((r) => r.receivedAt));
+  const pauseAt = sentAt + pauseLead(ready.sentAt, ready.receivedAt);
   const captured = await onEveryHost(run.byHost, (host, vms) =>
     withSummary(run.hosts(host).quick, `live capture of ${vmList(vms)} on host ${host}`).captureLive({
       cluster,
@@ -61,6 +73,7 @@ async function capture(run: CheckpointRun, prepared: Prepared, bound: PauseBound
       vms,
       pauseBoundMs: run.boundMs,
       pauseAt,
+      snapshotAt: pauseAt + snapshotGap(spec.clockToleranceMs),
     }),
   );
   // Every VM runs again: the pause bound has nothing left to guard.

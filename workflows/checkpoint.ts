@@ -43,10 +43,11 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
 /** Mode live (checkpoint-live.ts): the guests pause only to fix the cut; their RAM is written while they run. */
 async function liveCheckpoint(run: CheckpointRun, bound: PauseBound): Promise<CheckpointResult> {
   let committed;
+  const writers = { started: false };
   try {
-    committed = await bound.enforce(() => liveProtocol(run, bound));
+    committed = await bound.enforce(() => liveProtocol(run, bound, writers));
   } catch (err) {
-    const leftovers = await cancelLiveWrites(run, bound.armed);
+    const leftovers = await cancelLiveWrites(run, writers.started);
     if (leftovers.length) log.error('live writes could not be cleaned up', { leftovers });
     throw await undo(run, bound, err);
   }

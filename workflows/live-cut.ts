@@ -88,3 +88,13 @@ export function clockRefusals(probes: ClockProbe[], sentAt: number, repliedAt: n
     return [];
   });
 }
+
+/**
+ * How long after the pause instant T the hosts start their snapshots (QEMU resumes each guest right after
+ * its own): a host that stops up to this much late (its clock off by ε, its timer or event loop late) still
+ * stops before any guest anywhere runs again. Twice ε (one host ahead, another behind) plus 10 ms of
+ * scheduling slack; it adds to every guest's pause, so it is kept small — a cut broken anyway is refused.
+ */
+export function snapshotGap(toleranceMs: number): number {
+  return 2 * toleranceMs + 10;
+}

@@ -4,7 +4,7 @@
 import { inspectVms, stopVms, ensureVmsGone } from './lifecycle';
 import { prepareCheckpoint, pauseVms, freezeDisks, resumeVms } from './checkpoint-steps';
 import { saveVmStates } from './save-step';
-import { cancelLiveWrites, captureLive, finishLiveWrites } from './live-capture';
+import { cancelLiveWrites, captureLive, finishLiveWrites, prepareLive } from './live-capture';
 import { launchVms, verifyStateFiles, loadVmStates } from './restore-steps';
 import { compactDisks } from './compact';
 import { ProgressReporter, type SignalProgress } from './progress';
@@ -28,6 +28,7 @@ import {
   liveCancelRequestSchema,
   liveCaptureRequestSchema,
   liveFinishRequestSchema,
+  livePrepareRequestSchema,
 } from './requests';
 
 export function createHostActivities(runtime: HostRuntime, signalProgress: SignalProgress) {
@@ -51,6 +52,7 @@ export function createHostActivities(runtime: HostRuntime, signalProgress: Signa
     freezeDisks: validated('freezeDisks', freezeRequestSchema, (req) => freezeDisks(runtime, req)),
     saveVmStates: validated('saveVmStates', saveRequestSchema, (req) => reporting(req, (report) => saveVmStates(runtime, req, report))),
     resumeVms: validated('resumeVms', resumeRequestSchema, (req) => resumeVms(runtime, req)),
+    prepareLive: validated('prepareLive', livePrepareRequestSchema, (req) => prepareLive(runtime, req)),
     captureLive: validated('captureLive', liveCaptureRequestSchema, (req) => captureLive(runtime, req)),
     finishLiveWrites: validated('finishLiveWrites', liveFinishRequestSchema, (req) => reporting(req, (report) => finishLiveWrites(runtime, req, report))),
     cancelLiveWrites: validated('cancelLiveWrites', liveCancelRequestSchema, (req) => cancelLiveWrites(runtime, req)),

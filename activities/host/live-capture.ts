@@ -3,9 +3,11 @@
 // the background snapshot (receiver, relay, capabilities) while the guest runs; hold the pause lease; at
 // the pause instant re-check the lease and `stop`; freeze the disks (disk and memory one cut); `migrate`
 // with background-snapshot, which QEMU 7.2 answers by resuming the guest itself; release the lease on
-// RESUME. The RAM write goes on in the background (this worker holds it, keyed by checkpoint + run + VM);
-// finishLiveWrites joins it, cancelLiveWrites drains it and removes the file (never migrate_cancel on 7.2).
-import { rename, rm } from 'node:fs/promises';
+// RESUME. The RAM write goes on in the background, received by a detached writer process (live-writer/)
+// that outlives this worker, keyed by checkpoint + run + VM; finishLiveWrites joins it (also from a
+// restarted worker), cancelLiveWrites drains it and removes the file (never migrate_cancel on 7.2).
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { storeLayout } from '../../common/store-layout';
@@ -14,12 +16,13 @@ import { testHook } from '../test-hooks';
 import { barrierTime, freezeVm } from './checkpoint-steps';
 import { hostNow } from './clock';
 import { consoleSize } from './launch';
-import { MigrationError, pauseVm, prepareBackgroundSnapshot, waitUntil, type BackgroundSnapshot, type PreparedSnapshot } from './migration';
+import { configureMigration, MigrationError, pauseVm, prepareBackgroundSnapshot, waitUntil, type BackgroundSnapshot, type PreparedSnapshot, type SnapshotSink } from './migration';
+import { detachedSink, joinWriter, readStatus, writerOutcome } from './live-writer';
 import { ensurePauseGuard } from './pause-guard';
 import type { VmRecord } from './registry';
 import type { HostRuntime } from './runtime';
 import { completedEarlier } from './save-step';
-import type { LiveCancelRequest, LiveCaptured, LiveCaptureRequest, LiveFinishRequest, ResumeReport, SavedState } from './types';
+import type { LiveCancelRequest, LiveCaptured, LiveCaptureRequest, LiveFinishRequest, LivePrepareRequest, ResumeReport, SavedState } from './types';
 
 /** One VM's live snapshot as this worker holds it, from prepare to the end of its write. */
 interface LiveWrite {
@@ -38,31 +41,71 @@ function writes(runtime: HostRuntime): Map<string, LiveWrite> {
   return map;
 }
 
-function keyOf(req: { cluster: string; checkpointId: string; runId: string }, vm: string): string {
+type RunRef = { cluster: string; checkpointId: string; runId: string };
+
+function keyOf(req: RunRef, vm: string): string {
   return `${req.cluster}/${req.checkpointId}/${req.runId}/${vm}`;
+}
+
+/** Where a snapshot's detached writer reports and its capture is recorded: survives a worker restart. */
+function filesOf(runtime: HostRuntime, req: RunRef, vm: string): { dir: string; status: string; captured: string; log: string } {
+  const dir = join(runtime.registry.vmDir(req.cluster, vm), 'live');
+  const base = join(dir, `${req.checkpointId}+${req.runId}`);
+  return { dir, status: `${base}.status.json`, captured: `${base}.captured.json`, log: join(dir, 'writer.log') };
+}
+
+/** This run's capture of `vm`, held in memory or recorded by an earlier worker. */
+function capturedEarlier(runtime: HostRuntime, req: RunRef, vm: string): LiveCaptured | undefined {
+  const held = writes(runtime).get(keyOf(req, vm))?.captured;
+  if (held) return held;
+  const path = filesOf(runtime, req, vm).captured;
+  if (!existsSync(path)) return undefined;
+  return JSON.parse(readFileSync(path, 'utf8')) as LiveCaptured;
+}
+
+/**
+ * Everything before the pause that takes time (a writer process per VM, sockets, capabilities), in its own
+ * step: the capture's timed plan is scheduled from this step's dispatch latency. Returns the receipt time.
+ */
+export async function prepareLive(runtime: HostRuntime, req: LivePrepareRequest): Promise<{ receivedAt: number }> {
+  const receivedAt = hostNow();
+  const records = req.vms.map((vm) => runtime.requireVm(req.cluster, vm));
+  await Promise.all(records.filter((r) => !capturedEarlier(runtime, req, r.name)).map((record) => prepareOne(runtime, req, record)));
+  return { receivedAt };
 }
 
 export async function captureLive(runtime: HostRuntime, req: LiveCaptureRequest): Promise<LiveCaptured[]> {
   const receivedAt = hostNow();
   const records = req.vms.map((vm) => runtime.requireVm(req.cluster, vm));
-  // A retry of this run in this worker: what was captured stays captured (its lease is released already).
-  const earlier = records.map((r) => writes(runtime).get(keyOf(req, r.name))?.captured);
-  if (earlier.every((c) => c !== undefined)) return earlier as LiveCaptured[];
-  ensurePauseGuard(runtime.registry.stateDir);
-  const prepared = await Promise.all(records.map((record) => prepareOne(runtime, req, record)));
-  const leases = records.map((record) => runtime.watchdog.hold(record, req.checkpointId, req.runId, req.pauseBoundMs));
-  await waitUntil(barrierTime(runtime, req.pauseAt, Math.min(...leases.map((l) => l.deadline))));
-  const outcomes = await Promise.allSettled(records.map((record, i) => captureOne(runtime, req, record, prepared[i] as LiveWrite, receivedAt)));
-  const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-  if (failed) throw failed.reason;
-  return outcomes.map((o) => (o as PromiseFulfilledResult<LiveCaptured>).value);
+  // A retry of this run (also by a restarted worker): what was captured stays captured (its lease is released).
+  const earlier = new Map(records.flatMap((r) => { const c = capturedEarlier(runtime, req, r.name); return c ? [[r.name, c] as const] : []; }));
+  const todo = records.filter((r) => !earlier.has(r.name));
+  if (todo.length) {
+    ensurePauseGuard(runtime.registry.stateDir);
+    const prepared = await Promise.all(todo.map((record) => prepareOne(runtime, req, record)));
+    const leases = todo.map((record) => runtime.watchdog.hold(record, req.checkpointId, req.runId, req.pauseBoundMs));
+    await waitUntil(barrierTime(runtime, req.pauseAt, Math.min(...leases.map((l) => l.deadline))));
+    const outcomes = await Promise.allSettled(todo.map((record, i) => captureOne(runtime, req, record, prepared[i] as LiveWrite, receivedAt)));
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed) throw failed.reason;
+    for (const o of outcomes) if (o.status === 'fulfilled') earlier.set(o.value.name, o.value);
+  }
+  return records.map((r) => earlier.get(r.name) as LiveCaptured);
 }
 
-/** The snapshot's receiver, relay and capabilities, set up while the guest still runs (or found from an earlier attempt). */
-async function prepareOne(runtime: HostRuntime, req: LiveCaptureRequest, record: VmRecord): Promise<LiveWrite> {
+/** The snapshot's writer, relay and capabilities, set up while the guest still runs (or found from an earlier attempt). */
+async function prepareOne(runtime: HostRuntime, req: LivePrepareRequest, record: VmRecord): Promise<LiveWrite> {
   const key = keyOf(req, record.name);
   const existing = writes(runtime).get(key);
   if (existing) return existing;
+  const files = filesOf(runtime, req, record.name);
+  // A writer an earlier worker prepared but never captured with: give it up (it drains if QEMU connected).
+  if (existsSync(files.status)) {
+    joinWriter(files.status).drop(new Error('superseded by a retried capture'));
+    await writerOutcome(files.status);
+    await rm(files.status, { force: true });
+  }
+  await mkdir(files.dir, { recursive: true, mode: 0o700 });
   const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, record.name);
   const partial = `${file}.partial`;
   await rm(partial, { force: true });
@@ -71,6 +114,7 @@ async function prepareOne(runtime: HostRuntime, req: LiveCaptureRequest, record:
     vm: record.name,
     socketPath: join(runtime.registry.vmDir(record.cluster, record.name), 'live.sock'),
     file: partial,
+    sink: detachedSink(files.status, files.log),
   });
   const write: LiveWrite = { prepared, partial };
   writes(runtime).set(key, write);
@@ -90,8 +134,8 @@ async function captureOne(runtime: HostRuntime, req: LiveCaptureRequest, record:
     const consoleOffset = consoleSize(record);
     const frozen = await freezeVm(runtime, req, record);
     await testHook('live:before-snapshot', vm);
-    runtime.watchdog.check(record, req.checkpointId, req.runId);
-    const snapshot = await write.prepared.start();
+    const lease = runtime.watchdog.check(record, req.checkpointId, req.runId);
+    const snapshot = await write.prepared.start(Math.min(req.snapshotAt, lease.deadline));
     write.snapshot = snapshot;
     runtime.watchdog.release(record, req.checkpointId);
     const captured: LiveCaptured = {
@@ -103,6 +147,7 @@ async function captureOne(runtime: HostRuntime, req: LiveCaptureRequest, record:
       receivedAt,
       ...(consoleOffset !== undefined ? { consoleOffset } : {}),
     };
+    await writeFileAtomic(filesOf(runtime, req, vm).captured, JSON.stringify(captured));
     write.captured = captured;
     return captured;
   } catch (err) {
@@ -110,6 +155,7 @@ async function captureOne(runtime: HostRuntime, req: LiveCaptureRequest, record:
     if (!write.snapshot) {
       writes(runtime).delete(keyOf(req, vm));
       await write.prepared.discard().catch(() => undefined);
+      await rm(filesOf(runtime, req, vm).status, { force: true });
     }
     throw err instanceof MigrationError ? ApplicationFailure.nonRetryable(err.message, 'LiveCaptureFailed') : err;
   }
@@ -123,37 +169,65 @@ export async function finishLiveWrites(runtime: HostRuntime, req: LiveFinishRequ
       const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, vm);
       const done = completedEarlier(file, req.runId);
       if (done) return { name: vm, file, ...done };
+      const captured = capturedEarlier(runtime, req, vm);
+      if (!captured) throw ApplicationFailure.nonRetryable(`VM ${vm} was not captured by this checkpoint run on host ${runtime.hostId}`, 'LiveWriteLost');
       const write = writes(runtime).get(keyOf(req, vm));
-      if (!write?.snapshot || !write.captured) {
-        throw ApplicationFailure.nonRetryable(`the background write of VM ${vm} is not held by host ${runtime.hostId} (its worker restarted since the capture)`, 'LiveWriteLost');
-      }
-      const { snapshot, captured } = write;
       const total = record.config.memoryMiB * 1024 * 1024;
-      const timer = setInterval(() => report(vm, snapshot.bytes(), Math.max(total, snapshot.bytes())), 1000);
+      const snapshot = write?.snapshot;
+      // Without the snapshot in memory (this worker restarted since the capture): join its writer.
+      const joined = snapshot ? undefined : existsSync(filesOf(runtime, req, vm).status) ? joinWriter(filesOf(runtime, req, vm).status) : undefined;
+      const bytes = () => snapshot?.bytes() ?? joined?.bytes ?? 0;
+      const timer = setInterval(() => report(vm, bytes(), Math.max(total, bytes())), 1000);
       try {
-        const result = await snapshot.done.catch((err: unknown) => {
-          throw writeFailure(vm, err);
-        });
+        const result = snapshot
+          ? await snapshot.done.catch((err: unknown) => {
+              throw writeFailure(vm, err);
+            })
+          : await joinedWrite(runtime, req, record, joined);
         await testHook('live:after-write', vm);
         const finishedAt = hostNow();
-        await rename(write.partial, file);
+        await rename(`${file}.partial`, file);
         fsyncDir(dirname(file));
         const saved = { size: result.size, sha256: result.sha256, startedAt: Math.floor(captured.snapshotAt), finishedAt };
         await writeFileAtomic(`${file}.json`, JSON.stringify({ runId: req.runId, ...saved }));
         report(vm, result.size, result.size);
+        await forget(runtime, req, vm);
         return { name: vm, file, ...saved };
       } finally {
         clearInterval(timer);
-        writes(runtime).delete(keyOf(req, vm));
       }
     }),
   );
 }
 
+/**
+ * A write an earlier worker started: the detached writer says how it ended, and QEMU must say the snapshot
+ * completed (a stream that merely ended may be a failed one).
+ */
+async function joinedWrite(runtime: HostRuntime, req: RunRef, record: VmRecord, writer: SnapshotSink | undefined): Promise<{ size: number; sha256: string }> {
+  const vm = record.name;
+  await writer?.ended;
+  const status = writer ? readStatus(filesOf(runtime, req, vm).status) : undefined;
+  if (!status) throw ApplicationFailure.nonRetryable(`no live writer ran for VM ${vm} on host ${runtime.hostId}`, 'LiveWriteLost');
+  if (status.state !== 'received') throw writeFailure(vm, Object.assign(new Error(status.state === 'failed' ? status.error : 'the writer stopped'), status.state === 'failed' && status.code ? { code: status.code } : {}));
+  const qmp = await runtime.qmp(record);
+  const { status: migration } = await qmp.command('query-migrate');
+  await configureMigration(qmp, vm, { backgroundSnapshot: false }).catch(() => undefined);
+  if (migration !== 'completed') throw ApplicationFailure.nonRetryable(`the background snapshot of VM ${vm} ended ${migration}, not completed`, 'LiveWriteFailed');
+  return { size: status.size, sha256: status.sha256 };
+}
+
+/** Drops what this worker and its writer kept for a snapshot whose file is in place or removed. */
+async function forget(runtime: HostRuntime, req: RunRef, vm: string): Promise<void> {
+  writes(runtime).delete(keyOf(req, vm));
+  const files = filesOf(runtime, req, vm);
+  for (const f of [files.status, files.captured]) await rm(f, { force: true });
+}
+
 /** A failed background write cannot be retried (the snapshot instant is gone): final, store-full named as such. */
 function writeFailure(vm: string, err: unknown): ApplicationFailure {
   const cause = err instanceof MigrationError ? err.cause : err;
-  const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code ?? (err as NodeJS.ErrnoException | undefined)?.code;
   const message = `the background write of VM ${vm} failed: ${err instanceof Error ? err.message : String(err)}`;
   return ApplicationFailure.nonRetryable(message, code === 'ENOSPC' || code === 'EDQUOT' ? 'StoreFull' : 'LiveWriteFailed');
 }
@@ -166,14 +240,21 @@ export async function cancelLiveWrites(runtime: HostRuntime, req: LiveCancelRequ
   const report: ResumeReport = { resumed: [], failed: [] };
   await Promise.all(
     req.vms.map(async (vm) => {
-      const key = keyOf(req, vm);
-      const write = writes(runtime).get(key);
-      writes(runtime).delete(key);
+      const write = writes(runtime).get(keyOf(req, vm));
       try {
         if (write?.snapshot) await write.snapshot.cancel();
-        else await write?.prepared.discard();
+        else if (write) await write.prepared.discard();
+        else {
+          // Held by an earlier worker's writer, if any: drain it to its end.
+          const status = filesOf(runtime, req, vm).status;
+          if (existsSync(status)) {
+            joinWriter(status).drop(new Error('the checkpoint failed'));
+            await writerOutcome(status);
+          }
+        }
         const file = storeLayout.stateFile(req.store, req.cluster, req.checkpointId, vm);
         for (const f of [`${file}.partial`, file, `${file}.json`]) await rm(f, { force: true });
+        await forget(runtime, req, vm);
         report.resumed.push({ name: vm, at: hostNow() });
       } catch (err) {
         report.failed.push({ name: vm, reason: err instanceof Error ? err.message : String(err) });

@@ -189,7 +189,17 @@ export const liveCaptureRequestSchema = z
     pauseBoundMs: z.number().int().min(1000).max(3_600_000),
     /** Epoch ms (host clock) to issue `stop` at: every host pauses together. */
     pauseAt: epochMs,
+    /**
+     * Epoch ms (host clock) to start the snapshots at, after the freeze (QEMU resumes each guest right after):
+     * the gap after pauseAt lets a host that stops a little late still stop before any guest runs again.
+     */
+    snapshotAt: epochMs,
   })
+  .strict();
+
+/** Sets up each VM's snapshot (detached writer, relay, capabilities) while the guests run, before the capture. */
+export const livePrepareRequestSchema = z
+  .object({ cluster: nameSchema, store: absolutePathSchema, checkpointId: checkpointIdSchema, runId: runIdSchema, vms: vmNames })
   .strict();
 
 export const liveFinishRequestSchema = z

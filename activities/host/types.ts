@@ -138,6 +138,7 @@ export type CompactRequest = z.infer<typeof requests.compactRequestSchema>;
 // ---- live checkpoints (live-capture.ts) ----
 
 export type LiveCaptureRequest = z.infer<typeof requests.liveCaptureRequestSchema>;
+export type LivePrepareRequest = z.infer<typeof requests.livePrepareRequestSchema>;
 export type LiveFinishRequest = z.infer<typeof requests.liveFinishRequestSchema>;
 export type LiveCancelRequest = z.infer<typeof requests.liveCancelRequestSchema>;
 
