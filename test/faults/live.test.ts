@@ -7,12 +7,16 @@
 //   - host b's worker killed during the background write and started again (the retried step joins the
 //     detached writer);
 //   - a QEMU killed during the background write (clear failure, the others run on; the cluster is then
-//     brought back from a good checkpoint).
+//     brought back from a good checkpoint);
+//   - the store filling up during the background write (ENOSPC): failed cleanly, the guest runs on.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { TestBed } from '../../harness/testbed';
+import { guestImageDir, type TestBed } from '../../harness/testbed';
+import { Tmpfs } from '../../harness/tmpfs';
+import { waitForConsole } from '../../harness/console';
 import { sleep, terminate } from '../../node/proc';
 import { assertClusterHealthy, assertStoreClean, CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, random, report, restoreAndVerify, RUNS } from './fault-bed';
 import { startFaultBed } from './fault-bed';
@@ -23,8 +27,13 @@ const LIVE_PHASES = ['prepare', 'capture', 'write', 'commit'];
 const TYPICAL_MS: Record<string, number> = { prepare: 150, capture: 300, write: 3000, commit: 60 };
 
 let bed: TestBed;
+const mounts: Tmpfs[] = [];
 before(async () => (bed = await startFaultBed({ testHooks: true })));
-after(() => bed?.stop());
+after(async () => {
+  // The mounts live inside the bed's folder: unmount them before it is removed.
+  for (const m of mounts) m.unmount();
+  await bed?.stop();
+});
 
 async function startLive(id: string): Promise<string> {
   const started = await bed.vccr.checkpoint(CLUSTER, { checkpointId: id, live: true, noWait: true });
@@ -111,4 +120,49 @@ test('live checkpoint: a QEMU killed during the background write fails it clearl
     t.diagnostic(`run ${run}: ${victim} killed: ${outcome.slice(0, 200)}`);
     report({ suite: 'live', case: 'QEMU killed during the write', run, outcome: outcome.split(':')[0] ?? '', maxPausedMs: 0, ms: Date.now() - started, detail: outcome, ok: true });
   }
+});
+
+test('live checkpoint: the store fills up during the background write (ENOSPC): failed cleanly, the guest runs on', { timeout: RUNS * 90_000 + 120_000 }, async (t) => {
+  const tmp = Tmpfs.mount(join(bed.dir, 'live-filling'), 256);
+  mounts.push(tmp);
+  const image = guestImageDir();
+  const cluster = 'lfill';
+  await bed.vccr.up({
+    cluster,
+    store: tmp.path,
+    pauseBoundSeconds: 30,
+    hosts: { a: {} },
+    vms: [{ name: 'vm0', host: 'a', memoryMiB: 192, boot: { kernel: join(image, 'vmlinuz'), initrd: join(image, 'initrd.img'), append: 'console=ttyS0 quiet panic=-1 init_on_free=1 vccr.run=memfill vccr.args=--mb,96' } }],
+  });
+  const log = bed.consoleLog('a', cluster, 'vm0');
+  await waitForConsole(log, /^MEMFILL READY/m, { timeoutMs: 120_000 });
+  const pid = bed.vmRecord('a', cluster, 'vm0').pid;
+  for (let run = 1; run <= RUNS; run++) {
+    const started = Date.now();
+    const id = `lfill-${run}`;
+    const r = await bed.vccr.checkpoint(cluster, { checkpointId: id, live: true, noWait: true });
+    assert.ok('workflowId' in r);
+    await waitForPhase(bed, r.workflowId, LIVE_PHASES, 'capture');
+    // Something else takes the space: leave 20 MiB, less than the VM's state (retry smaller as the write goes on).
+    for (let leave = 20; ; leave += 8) {
+      const free = Number(execFileSync('df', ['--output=avail', '-B1', tmp.path], { encoding: 'utf8' }).split('\n')[1]);
+      const size = Math.max(1, free - leave * 1024 * 1024);
+      if (spawnSync('fallocate', ['-l', String(size), join(tmp.path, 'ballast')]).status === 0) break;
+      assert.ok(leave < 200, 'could not take the space away');
+    }
+    const outcome = await outcomeOf(bed, r.workflowId);
+    rmSync(join(tmp.path, 'ballast'));
+    assert.match(outcome, /failed: checkpoint lfill-\d+ of cluster lfill failed in (capture|write): .*(ENOSPC|no space)/i);
+    const folders = readdirSync(join(tmp.path, cluster)).filter((e) => !e.startsWith('_'));
+    assert.deepEqual(folders, [], 'no checkpoint folder left behind');
+    assert.ok(existsSync(join(tmp.path, cluster, '_failed', `${id}.json`)), 'the failure is recorded');
+    // The guest was not frozen by the broken write: same process, running, memfill goes on and its check holds.
+    const status = await bed.vccr.status(cluster);
+    assert.deepEqual(status.vms.map((v) => [v.name, v.alive, v.qmpStatus, v.pid]), [['vm0', true, 'running', pid]]);
+    await waitForConsole(log, /^MEMFILL ALIVE/m, { from: readFileSync(log, 'utf8').length, timeoutMs: 30_000 });
+    assert.doesNotMatch(readFileSync(log, 'utf8'), /MEMFILL ERROR/);
+    t.diagnostic(`run ${run}: ${outcome.slice(0, 220)}`);
+    report({ suite: 'live', case: 'store fills up during the write', run, outcome: 'failed cleanly', maxPausedMs: 0, ms: Date.now() - started, detail: outcome, ok: true });
+  }
+  await bed.vccr.down(cluster);
 });
