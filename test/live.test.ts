@@ -2,13 +2,18 @@
 // ring across hosts a and b, memfill with a disk, the disk journal): the guests pause only to fix the cut,
 // their RAM is written while they run, and a restart from it continues every detector exactly. The
 // negative control delays one VM's stop (test hook) until the others already run again: the cut check
-// must refuse that checkpoint, the VMs run on untouched, and nothing but a failure record is left.
+// must refuse that checkpoint, the VMs run on untouched, and nothing but a failure record is left. Forced
+// through — a host whose clock is ahead by more than ε, which the prepare window cannot show because another
+// host's prepare is slow — the broken cut commits, and the ring detector catches it after the restart.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestBed } from '../harness/testbed';
-import { ALL_VMS, assertClusterHealthy, assertStoreClean, CLUSTER, PauseMonitor, restoreAndVerify, startFaultBed } from './faults/fault-bed';
+import { ringErrors } from '../harness/console';
+import { sleep } from '../node/proc';
+import { sinceLastRestore } from './helpers/ring-check';
+import { ALL_VMS, assertClusterHealthy, assertStoreClean, CLUSTER, PauseMonitor, restoreAndVerify, RING, startFaultBed } from './faults/fault-bed';
 
 let bed: TestBed;
 before(async () => (bed = await startFaultBed({ testHooks: true })));
@@ -61,4 +66,34 @@ test('negative control: one VM stopped after the others ran again — the cut ch
   assert.ok(!existsSync(join(bed.store, CLUSTER, 'live-broken')), 'its folder (and state files) are removed');
   await assertClusterHealthy(bed);
   await assertStoreClean(bed, committed ? [committed] : []);
+});
+
+test('negative control forced through: a host clock ahead by more than ε hides the broken cut; the ring detector catches it after the restart', { timeout: 300_000 }, async (t) => {
+  // Host b's clock runs 600 ms ahead: it stops and snapshots 600 ms before host a stops, and reports its
+  // STOP/RESUME 600 ms later than they were — on time. Host a's prepare takes 1 s, so the prepare window
+  // ([sent − ε, seen + ε]) is wide enough that b's clock passes the clock check.
+  bed.setHooks('b', { clockOffsetMs: 600 });
+  bed.setHooks('a', { points: { 'step:prepareCheckpoint': { delayMs: 1000 } } });
+  let result;
+  try {
+    result = await bed.vccr.checkpoint(CLUSTER, { live: true, checkpointId: 'live-forced' });
+  } finally {
+    bed.clearHooks();
+  }
+  assert.ok('downtimeMs' in result, 'the broken cut passed the check (the clock assumption was violated)');
+  const { manifest } = await bed.vccr.checkpoints.show(CLUSTER, 'live-forced');
+  t.diagnostic(`committed with reported cut margin ${manifest.cut?.marginMs.toFixed(3)} ms`);
+  await bed.killAllVms();
+  await bed.vccr.restart(CLUSTER, { checkpointId: 'live-forced' });
+  const deadline = Date.now() + 90_000;
+  let errors: string[] = [];
+  while (Date.now() < deadline) {
+    errors = RING.flatMap((vm) => ringErrors(sinceLastRestore(bed.consoleLog(vm.host, CLUSTER, vm.name), 'live-forced')).map((e) => `${vm.name}: ${e}`));
+    if (errors.length) break;
+    await sleep(250);
+  }
+  t.diagnostic(`detected: ${errors.join(' | ')}`);
+  assert.ok(errors.length > 0, 'the ring reports the inconsistency (stall, reset, duplicate or skipped token)');
+  // Leave the cluster whole for whatever runs next.
+  await bed.vccr.restart(CLUSTER, { checkpointId: committed, force: true });
 });

@@ -178,15 +178,11 @@ export const compactRequestSchema = z
 
 // ---- live checkpoints (activities/host/live-capture.ts) ----
 
-export const liveCaptureRequestSchema = z
-  .object({
-    cluster: nameSchema,
+/** The timed capture: a pause request with its plan (when to stop, when to snapshot) and the store. */
+export const liveCaptureRequestSchema = pauseRequestSchema
+  .omit({ notBefore: true })
+  .extend({
     store: absolutePathSchema,
-    checkpointId: checkpointIdSchema,
-    runId: runIdSchema,
-    vms: vmNames,
-    /** Longest a VM may stay paused before the watchdog resumes it (the lease), as in stop mode. */
-    pauseBoundMs: z.number().int().min(1000).max(3_600_000),
     /** Epoch ms (host clock) to issue `stop` at: every host pauses together. */
     pauseAt: epochMs,
     /**
@@ -197,15 +193,11 @@ export const liveCaptureRequestSchema = z
   })
   .strict();
 
-/** Sets up each VM's snapshot (detached writer, relay, capabilities) while the guests run, before the capture. */
-export const livePrepareRequestSchema = z
-  .object({ cluster: nameSchema, store: absolutePathSchema, checkpointId: checkpointIdSchema, runId: runIdSchema, vms: vmNames })
-  .strict();
+/** Sets up each VM's snapshot (detached writer, relay, capabilities) while the guests run; the same fields as a freeze. */
+export const livePrepareRequestSchema = freezeRequestSchema;
 
-export const liveFinishRequestSchema = z
-  .object({ cluster: nameSchema, store: absolutePathSchema, checkpointId: checkpointIdSchema, runId: runIdSchema, vms: vmNames, progressWorkflowId: workflowIdSchema })
-  .strict();
+/** Joins the background writes: a save request without compression (a live state file is raw). */
+export const liveFinishRequestSchema = saveRequestSchema.omit({ compression: true }).strict();
 
-export const liveCancelRequestSchema = z
-  .object({ cluster: nameSchema, store: absolutePathSchema, checkpointId: checkpointIdSchema, runId: runIdSchema, vms: vmNames })
-  .strict();
+/** Drains and removes the live writes of a failed checkpoint. */
+export const liveCancelRequestSchema = freezeRequestSchema;

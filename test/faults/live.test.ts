@@ -11,15 +11,13 @@
 //   - the store filling up during the background write (ENOSPC): failed cleanly, the guest runs on.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { guestImageDir, type TestBed } from '../../harness/testbed';
 import { Tmpfs } from '../../harness/tmpfs';
 import { waitForConsole } from '../../harness/console';
 import { sleep, terminate } from '../../node/proc';
-import { assertClusterHealthy, assertStoreClean, CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, random, report, restoreAndVerify, RUNS } from './fault-bed';
-import { startFaultBed } from './fault-bed';
+import { assertClusterHealthy, assertStoreClean, CLUSTER, HOME, PAUSE_BOUND_S, PauseMonitor, random, report, restoreAndVerify, RUNS, startFaultBed, takeTheSpace } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
 /** The phases of a live checkpoint, in order, as the `progress` query names them. */
@@ -143,13 +141,8 @@ test('live checkpoint: the store fills up during the background write (ENOSPC): 
     const r = await bed.vccr.checkpoint(cluster, { checkpointId: id, live: true, noWait: true });
     assert.ok('workflowId' in r);
     await waitForPhase(bed, r.workflowId, LIVE_PHASES, 'capture');
-    // Something else takes the space: leave 20 MiB, less than the VM's state (retry smaller as the write goes on).
-    for (let leave = 20; ; leave += 8) {
-      const free = Number(execFileSync('df', ['--output=avail', '-B1', tmp.path], { encoding: 'utf8' }).split('\n')[1]);
-      const size = Math.max(1, free - leave * 1024 * 1024);
-      if (spawnSync('fallocate', ['-l', String(size), join(tmp.path, 'ballast')]).status === 0) break;
-      assert.ok(leave < 200, 'could not take the space away');
-    }
+    // Something else takes the space: leave about 20 MiB, less than the VM's state.
+    takeTheSpace(tmp.path, join(tmp.path, 'ballast'));
     const outcome = await outcomeOf(bed, r.workflowId);
     rmSync(join(tmp.path, 'ballast'));
     assert.match(outcome, /failed: checkpoint lfill-\d+ of cluster lfill failed in (capture|write): .*(ENOSPC|no space)/i);
