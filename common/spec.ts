@@ -87,6 +87,11 @@ export const clusterSpecSchema = z
      * margin between STOP and RESUME times taken on different hosts; a host provably further off is refused.
      */
     clockToleranceMs: z.number().int().min(0).max(1000).default(5),
+    /**
+     * Live checkpoints: how long after the pause instant the snapshots start (each guest's pause includes it);
+     * default 2 × clockToleranceMs + 90. Lower it on quiet hosts whose stops land within a few ms of the instant.
+     */
+    liveSnapshotGapMs: z.number().int().min(0).max(10_000).optional(),
     /** Compress state files (zstd) when the store, not QEMU, is the bottleneck; off by default. */
     stateCompression: stateCodecSchema.optional(),
     hosts: z.record(nameSchema, hostSpecSchema).refine((h) => Object.keys(h).length >= 1 && Object.keys(h).length <= 256, {

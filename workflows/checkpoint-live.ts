@@ -73,7 +73,7 @@ async function capture(run: CheckpointRun, ready: { sentAt: number; receivedAt: 
       vms,
       pauseBoundMs: run.boundMs,
       pauseAt,
-      snapshotAt: pauseAt + snapshotGap(spec.clockToleranceMs),
+      snapshotAt: pauseAt + snapshotGap(spec.clockToleranceMs, spec.liveSnapshotGapMs),
     }),
   );
   // Every VM runs again: the pause bound has nothing left to guard.
