@@ -20,7 +20,7 @@ const START_TIMEOUT_MS = 10_000;
 export function detachedSink(statusPath: string, logPath: string): SinkFactory {
   return async (vm, socketPath, file) => {
     if (existsSync(statusPath)) throw new Error(`a live writer already ran for ${statusPath}`);
-    const log = openSync(logPath, 'a');
+    const log = openSync(logPath, 'a', 0o600);
     const child = spawn(process.execPath, [WRITER_SCRIPT, '--vm', vm, '--socket', socketPath, '--file', file, '--status', statusPath], {
       detached: true,
       stdio: ['ignore', log, log],
