@@ -8,46 +8,39 @@ import { attribute, historySpans } from './history';
 
 export type Segments = Record<string, number>;
 
-/** Splits our downtime (first pause → last resume) into consecutive segments. Workflow-clock phases, host-clock VM times. */
+/**
+ * Splits our downtime (first pause → last resume) into consecutive segments, from the hosts' VM times. Stop
+ * mode v2 has no workflow step between a VM's stop and its save, nor between its save and its cont: what
+ * the workflow adds shows in the last segment (a save that ends before every host reported its pause waits
+ * for that barrier).
+ */
 export function oursCheckpointSegments(r: CheckpointResult, m: Manifest): Segments {
-  const ph = r.phases;
-  const pauses = r.vms.map((v) => v.pausedAt);
-  const starts = m.vms.map((v) => v.timings.saveStartedAt);
-  const saved = m.vms.map((v) => v.timings.savedAt);
-  const resumes = r.vms.map((v) => v.resumedAt ?? Number.NaN);
-  const P1 = maxOf(pauses);
-  const S0 = minOf(starts);
-  const S1 = maxOf(saved);
-  const R0 = minOf(resumes);
-  const at = (name: string, edge: 'start' | 'end') => ph[name]?.[edge] ?? ph[name]?.start ?? Number.NaN;
-  return {
-    'pause skew (stop on every VM)': P1 - minOf(pauses),
-    'last pause → workflow sees barrier': at('pause', 'end') - P1,
-    'freeze phase (no disks: no activity)': at('freeze', 'end') - at('freeze', 'start'),
-    'save activity dispatch + QMP checks': S0 - at('save', 'start'),
-    'save I/O (first start → last file durable)': S1 - S0,
-    'save completion (rename, sidecar, progress signal, activity result)': at('save', 'end') - S1,
-    'commit (controller activity: manifest)': at('resume', 'start') - at('commit', 'start'),
-    'resume activity dispatch': R0 - at('resume', 'start'),
-    'resume skew (cont on every VM)': maxOf(resumes) - R0,
-  };
+  return checkpointSegments(
+    r.vms.map((v) => v.pausedAt),
+    m.vms.map((v) => v.timings.saveStartedAt),
+    m.vms.map((v) => v.timings.savedAt),
+    r.vms.map((v) => v.resumedAt ?? Number.NaN),
+  );
 }
 
 export function directCheckpointSegments(r: DirectCheckpointResult): Segments {
-  const pauses = r.vms.map((v) => v.pausedAt);
-  const starts = r.vms.map((v) => v.saveStartedAt);
-  const saved = r.vms.map((v) => v.savedAt);
-  const resumes = r.vms.map((v) => v.resumedAt);
+  return checkpointSegments(
+    r.vms.map((v) => v.pausedAt),
+    r.vms.map((v) => v.saveStartedAt),
+    r.vms.map((v) => v.savedAt),
+    r.vms.map((v) => v.resumedAt),
+  );
+}
+
+function checkpointSegments(pauses: number[], saveStarts: number[], saved: number[], resumes: number[]): Segments {
+  const P1 = maxOf(pauses);
+  const S0 = minOf(saveStarts);
+  const S1 = maxOf(saved);
   return {
-    'pause skew (stop on every VM)': maxOf(pauses) - minOf(pauses),
-    'last pause → workflow sees barrier': 0,
-    'freeze phase (no disks: no activity)': 0,
-    'save activity dispatch + QMP checks': minOf(starts) - maxOf(pauses),
-    'save I/O (first start → last file durable)': maxOf(saved) - minOf(starts),
-    'save completion (rename, sidecar, progress signal, activity result)': r.phases.save.end - maxOf(saved),
-    'commit (controller activity: manifest)': r.phases.commit.end - r.phases.commit.start,
-    'resume activity dispatch': minOf(resumes) - r.phases.commit.end,
-    'resume skew (cont on every VM)': maxOf(resumes) - minOf(resumes),
+    'pause skew (stop on every VM)': P1 - minOf(pauses),
+    'last pause → first save start (freeze, checks; < 0: saves start before the last pause)': S0 - P1,
+    'save I/O (first start → last file durable)': S1 - S0,
+    'last file durable → last cont': maxOf(resumes) - S1,
   };
 }
 

@@ -44,11 +44,11 @@ function operation<T extends WorkflowType>(
 const CASES: HistoryCase[] = [
   operation('launch', 'launch 3 VMs with a disk each (vm0, vm2 on host a; vm1 on host b)', 'launchCluster', (c) => ({ spec: c.main })),
   operation('doctor', 'preflight of every host of `rec` (read-only: checks, clock samples, store markers)', 'doctorCluster', (c) => ({ spec: c.main })),
-  operation('checkpoint-failed', 'checkpoint failing in freeze (its disk overlay cannot be created): undone, VM resumed', 'checkpointCluster', (c) => {
+  operation('checkpoint-failed', 'checkpoint failing in capture (its disk overlay cannot be created): undone, VM resumed', 'checkpointCluster', (c) => {
     blockOverlay(c.failing, 'ck-failed');
     return { cluster: FAILING, checkpointId: 'ck-failed' };
   }, 'failed'),
-  operation('checkpoint-stop', 'checkpoint in stop mode: pause, freeze disks, save, commit, resume', 'checkpointCluster', () => ({ cluster: MAIN, checkpointId: 'ck-stop' })),
+  operation('checkpoint-stop', 'checkpoint in stop mode: capture (pause, freeze disks, start saves), saves joined (each VM resumed once saved), commit', 'checkpointCluster', () => ({ cluster: MAIN, checkpointId: 'ck-stop' })),
   operation('checkpoint-live', 'checkpoint in live mode: prepare, live writers, timed capture (stop, freeze, background snapshot), cut check, write, commit', 'checkpointCluster', () => ({
     cluster: MAIN,
     checkpointId: 'ck-live',

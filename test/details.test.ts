@@ -20,7 +20,7 @@ function progress(vms: Record<string, VmProgress>, extra: Partial<OperationProgr
     checkpointId: 'ck-1',
     phase: 'save',
     vms,
-    phases: { prepare: { start: 0, end: 250 }, pause: { start: 250, end: 400 }, save: { start: 400 } },
+    phases: { prepare: { start: 0, end: 250 }, capture: { start: 250, end: 400 }, save: { start: 400 } },
     bytesDone: done,
     bytesTotal: total,
     startedAt: 0,
@@ -45,7 +45,7 @@ test('a checkpoint in its save phase: phase, bytes saved of total, each VM, phas
       '- vm0 on host a: saved (64.0 MiB of 64.0 MiB)',
       '- vm1 on host b: saving (16.0 MiB of 64.0 MiB)',
       '',
-      'phases: prepare 0.25 s · pause 0.15 s · save 1.00 s …',
+      'phases: prepare 0.25 s · capture 0.15 s · save 1.00 s …',
     ].join('\n'),
   );
 });

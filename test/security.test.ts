@@ -43,6 +43,8 @@ test('a host worker refuses to act on a VM another host launched', { timeout: 12
     assert.match(refusals[1] ?? '', /^resumeVms: ACCEPTED \{"resumed":\[\],"failed":\[\{"name":"vm0","reason":"host b did not launch VM vm0 of cluster sec/);
     assert.match(refusals[2] ?? '', /^freezeDisks: NotOurVm/);
     assert.match(refusals[3] ?? '', /^launchVms: WrongHost: VM vm0 belongs to host a, not b/);
+    assert.match(refusals[4] ?? '', /^captureVms: NotOurVm: host b did not launch VM vm0 of cluster sec/);
+    assert.match(refusals[5] ?? '', /^finishSaves: NotOurVm: host b did not launch VM vm0 of cluster sec/);
   } finally {
     await connection.close();
   }

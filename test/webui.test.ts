@@ -98,15 +98,13 @@ test('the workflow list filtered by VccrCluster shows every operation of the clu
 test('a checkpoint`s workflow page tells its story: activity summaries, current details, search attributes', { timeout: 120_000 }, async (t) => {
   await page.goto(`${ui}/namespaces/default/workflows/${checkpointWorkflowId}`);
   // The timeline names each activity call with its summary.
-  const timeline = await page.waitForText([/"checkpointId"/, /pauseVms/]);
+  const timeline = await page.waitForText([/"checkpointId"/, /captureVms/]);
   for (const summary of [
     'lock cluster webui for checkpoint ck-webui',
-    'pause vm0, vm2 on host a',
-    'pause vm1 on host b',
-    'freeze the disks of vm0, vm2 on host a',
-    'save vm0, vm2 on host a → ck-webui/vm0.state, vm2.state',
-    'save vm1 on host b → ck-webui/vm1.state',
-    'resume vm0, vm2 on host a',
+    'pause vm0, vm2 on host a, freeze their disks, start their saves',
+    'pause vm1 on host b, freeze their disks, start their saves',
+    'save vm0, vm2 on host a → ck-webui/vm0.state, vm2.state, resume each once saved',
+    'save vm1 on host b → ck-webui/vm1.state, resume each once saved',
   ]) {
     assert.ok(timeline.includes(summary), `the timeline shows "${summary}"`);
   }
@@ -118,7 +116,7 @@ test('a checkpoint`s workflow page tells its story: activity summaries, current 
   const metadata = await page.waitForText([/Current Details/, /checkpoint ck-webui of cluster webui · phase done/]);
   assert.match(metadata, /saved [\d.]+ MiB of [\d.]+ MiB \(100 %\)/);
   for (const vm of VMS) assert.match(metadata, new RegExp(`${vm.name} on host ${vm.host}: running \\([\\d.]+ MiB of [\\d.]+ MiB\\)`));
-  assert.match(metadata, /phases: prepare [\d.]+ s · pause [\d.]+ s · freeze [\d.]+ s · save [\d.]+ s · commit [\d.]+ s · resume [\d.]+ s/);
+  assert.match(metadata, /phases: prepare [\d.]+ s · capture [\d.]+ s · save [\d.]+ s · commit [\d.]+ s/);
   const description = await (await bed.temporal()).workflow.getHandle(checkpointWorkflowId).describe();
   // Set by the client when it starts the operation (Temporal markdown: compare the text without markup).
   const staticSummary = (await description.staticSummary())?.replace(/[*_`]/g, '').trim();

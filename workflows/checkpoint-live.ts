@@ -9,7 +9,7 @@ import { ApplicationFailure, CancellationScope, log } from '@temporalio/workflow
 import type { Duration } from '@temporalio/common';
 import type { LiveCaptured, SavedState, VmTimestamp } from '../activities/host/types';
 import { onEveryHost, onEveryHostSettled, pauseLead } from './barriers';
-import { commit, prepare, type CheckpointRun, type PauseBound, type Paused, type Prepared } from './checkpoint-phases';
+import { commit, prepare, type CheckpointRun, type PauseBound, type Prepared } from './checkpoint-phases';
 import type { Resumed } from './checkpoint-record';
 import { checkCut, clockRefusals, snapshotGap, type CutSample } from './live-cut';
 import { reasonOf } from './validate';
@@ -17,7 +17,8 @@ import { stateFiles, vmList, withSummary } from './summary';
 
 export interface LiveCommitted {
   manifestPath: string;
-  paused: Paused;
+  /** Host → each VM's STOP time (ms) as the shared result reports pauses. */
+  paused: Map<string, VmTimestamp[]>;
   saved: Map<string, SavedState[]>;
   resumed: Resumed;
 }
@@ -35,7 +36,7 @@ export async function liveProtocol(run: CheckpointRun, bound: PauseBound, writer
   const saved = await writeOut(run, prepared);
   const paused = pausedOf(captured);
   const frozen = new Map([...captured].map(([host, vms]) => [host, vms.map((v) => v.frozen)]));
-  const manifestPath = await commit(run, { prepared: prepared.reports, paused: paused.vms, frozen, saved, live: { captured, cut: verdict } });
+  const manifestPath = await commit(run, { prepared: prepared.reports, paused, frozen, saved, live: { captured, cut: verdict } });
   return { manifestPath, paused, saved, resumed: resumedOf(captured) };
 }
 
@@ -115,15 +116,13 @@ async function writeOut(run: CheckpointRun, prepared: Prepared): Promise<Map<str
 }
 
 /** The capture's STOP times as the pause records of the shared result (ms, as stop mode reports them). */
-function pausedOf(captured: Map<string, LiveCaptured[]>): Paused {
-  const vms = new Map<string, VmTimestamp[]>(
+function pausedOf(captured: Map<string, LiveCaptured[]>): Map<string, VmTimestamp[]> {
+  return new Map(
     [...captured].map(([host, list]) => [
       host,
       list.map((v) => ({ name: v.name, at: Math.floor(v.stoppedAt), receivedAt: v.receivedAt, ...(v.consoleOffset !== undefined ? { consoleOffset: v.consoleOffset } : {}) })),
     ]),
   );
-  const first = Math.min(...[...captured.values()].flat().map((v) => v.receivedAt));
-  return { vms, sentAt: Number.isFinite(first) ? first : 0 };
 }
 
 /** QEMU resumed every guest itself during the capture: those are the resume times. */

@@ -1,5 +1,5 @@
 // The phases of checkpointCluster (checkpoint.ts), each a function with explicit inputs and outputs:
-//   begin → prepare → pause → freeze → save → commit → resume → finish;  undo on any failure before the commit
+//   begin → prepare → capture → finishSaves → commit → finish;  undo on any failure before the commit
 // Every phase takes the CheckpointRun (who, where, the activity proxies, the progress it reports to) and
 // what earlier phases returned; the records they write are built by the pure functions of
 // checkpoint-record.ts. A phase's activity calls, timers and search-attribute updates are commands that
@@ -9,10 +9,10 @@ import type { Duration } from '@temporalio/common';
 import type { CheckpointInput } from '../common/workflow-inputs';
 import { defaultCheckpointId } from '../common/names';
 import { taskQueueOf } from '../common/spec';
-import type { PrepareReport, VmTimestamp } from '../activities/host/types';
+import type { FrozenVm, PrepareReport, VmTimestamp } from '../activities/host/types';
 import { acquireCluster, releaseCluster } from './lock';
 import { controllerActivities, hostActivities } from './proxies';
-import { barrierLead, groupByHost, onEveryHost, onEveryHostSettled, pauseLead } from './barriers';
+import { groupByHost, onEveryHost, onEveryHostSettled, pauseLead } from './barriers';
 import { ProgressTracker } from './progress';
 import { failWith, reasonOf } from './validate';
 import { formatBytes, stateFiles, vmList, withSummary } from './summary';
@@ -61,7 +61,7 @@ function undoMargin(boundMs: number): number {
 }
 
 /**
- * The pause bound as the workflow enforces it: armed when the pause phase begins, it cancels the protocol
+ * The pause bound as the workflow enforces it: armed when the capture phase begins, it cancels the protocol
  * an undo margin before the bound, unless the commit came first.
  */
 export class PauseBound {
@@ -72,7 +72,7 @@ export class PauseBound {
 
   constructor(private readonly run: CheckpointRun) {}
 
-  /** The pause phase has begun: VMs may be paused. */
+  /** The capture phase has begun: VMs may be paused. */
   get armed(): boolean {
     return this.#armed;
   }
@@ -88,7 +88,7 @@ export class PauseBound {
   }
 
   /**
-   * Cancels the timer. Call it right before the next phase (resume, or undo): the cancellation reaches the
+   * Cancels the timer. Call it right before the next phase (finish, or undo): the cancellation reaches the
    * timer a few microtasks later, so its command follows that phase's first commands — the order recorded
    * histories have, which replay must keep.
    */
@@ -142,68 +142,79 @@ export async function prepare(run: CheckpointRun): Promise<Prepared> {
   return { reports, sentAt };
 }
 
-export interface Paused {
-  /** Host → each VM's pause time (and when its host received the step). */
-  vms: Map<string, VmTimestamp[]>;
-  /** When the pause went to the hosts: the pause window is measured from here. */
+export interface Captured {
+  /** Host → each VM's pause time (QEMU's STOP, and when its host received the step). */
+  paused: Map<string, VmTimestamp[]>;
+  /** Host → its VMs' frozen disks (VMs with disks only). */
+  frozen: Map<string, FrozenVm[]>;
+  /** When the capture went to the hosts: the pause window is measured from here. */
   sentAt: number;
 }
 
-/** The pause barrier: every host stops its VMs at one instant; nothing goes on until all are paused. */
-export async function pause(run: CheckpointRun, prepared: Prepared, bound: PauseBound): Promise<Paused> {
-  const { cluster, checkpointId, runId, progress } = run;
-  progress.phase('pause');
+/**
+ * The pause barrier: every host stops its VMs at one instant, confirms them paused, freezes their disks and
+ * starts their saves, all without a round trip through the workflow. Once every host has answered, every
+ * VM of the cut is paused: the cut is fixed, and from then on any VM may resume.
+ */
+export async function capture(run: CheckpointRun, prepared: Prepared, bound: PauseBound): Promise<Captured> {
+  const { cluster, checkpointId, runId, spec, progress } = run;
+  progress.phase('capture');
   bound.arm();
+  for (const report of prepared.reports.values()) for (const vm of report.vms) progress.setBytes(vm.name, 0, vm.ramBytes);
   progress.vms(Object.keys(run.placement), 'pausing');
   const sentAt = Date.now();
   const pauseAt = sentAt + pauseLead(prepared.sentAt, [...prepared.reports.values()].map((r) => r.receivedAt));
-  const vms = await onEveryHost(run.byHost, (host, hostVms) =>
-    withSummary(run.hosts(host).quick, `pause ${vmList(hostVms)} on host ${host}`).pauseVms({
+  const reports = await onEveryHost(run.byHost, (host, hostVms) =>
+    withSummary(run.hosts(host).quick, `pause ${vmList(hostVms)} on host ${host}, freeze their disks, start their saves`).captureVms({
       cluster,
+      store: spec.store,
       checkpointId,
       runId,
       vms: hostVms,
       pauseBoundMs: run.boundMs,
       notBefore: pauseAt,
+      progressWorkflowId: run.workflowId,
+      ...(spec.stateCompression ? { compression: spec.stateCompression } : {}),
     }),
   );
-  progress.vms(Object.keys(run.placement), 'paused');
-  return { vms, sentAt };
+  progress.vms(Object.keys(run.placement), 'saving');
+  const paused = new Map([...reports].map(([host, r]) => [host, r.paused]));
+  const frozen = new Map([...reports].filter(([, r]) => r.frozen.length > 0).map(([host, r]) => [host, r.frozen]));
+  return { paused, frozen, sentAt };
 }
 
-/** While paused: each disk's top layer becomes the checkpoint's frozen layer (hosts without disks skip it). */
-export async function freeze(run: CheckpointRun, prepared: Prepared): Promise<PhaseReports['frozen']> {
-  const { cluster, checkpointId, runId, spec, progress } = run;
-  progress.phase('freeze');
-  const withDisks = new Map([...run.byHost].filter(([host]) => prepared.reports.get(host)?.vms.some((vm) => vm.diskIds.length > 0)));
-  const frozen = await onEveryHost(withDisks, (host, vms) =>
-    withSummary(run.hosts(host).quick, `freeze the disks of ${vmList(vms)} on host ${host}`).freezeDisks({ cluster, store: spec.store, checkpointId, runId, vms }),
-  );
-  progress.vms(Object.keys(run.placement), 'frozen');
-  return frozen;
+export interface Saved {
+  /** Host → each VM's state file. */
+  states: PhaseReports['saved'];
+  resumed: Resumed;
 }
 
-/** The save barrier: every VM's state into its file; progress arrives as transferProgress signals. */
-export async function save(run: CheckpointRun, prepared: Prepared): Promise<PhaseReports['saved']> {
+/**
+ * The saves, joined per host; each VM resumes as soon as its own state is durable (it was paused
+ * throughout: the host checks). Called only after capture: every VM of the cut is paused by now, so a
+ * resume cannot break it. Progress arrives as transferProgress signals.
+ */
+export async function finishSaves(run: CheckpointRun): Promise<Saved> {
   const { cluster, checkpointId, runId, spec, progress } = run;
   progress.phase('save');
-  for (const report of prepared.reports.values()) for (const vm of report.vms) progress.setBytes(vm.name, 0, vm.ramBytes);
-  progress.vms(Object.keys(run.placement), 'saving');
   const transferBudget: Duration = `${Math.max(5, Math.ceil(run.boundMs / 1000))} seconds`;
-  const saved = await onEveryHost(run.byHost, (host, vms) =>
-    withSummary(run.hosts(host).transfer(transferBudget), `save ${vmList(vms)} on host ${host} → ${stateFiles(checkpointId, vms)}`).saveVmStates({
+  const reports = await onEveryHost(run.byHost, async (host, vms) => {
+    const report = await withSummary(run.hosts(host).transfer(transferBudget), `save ${vmList(vms)} on host ${host} → ${stateFiles(checkpointId, vms)}, resume each once saved`).finishSaves({
       cluster,
       store: spec.store,
       checkpointId,
       runId,
       vms,
       progressWorkflowId: run.workflowId,
+      resumeEachWhenSaved: true,
       ...(spec.stateCompression ? { compression: spec.stateCompression } : {}),
-    }),
-  );
-  for (const states of saved.values()) for (const s of states) progress.setBytes(s.name, s.size, s.size);
-  progress.vms(Object.keys(run.placement), 'saved');
-  return saved;
+    });
+    for (const s of report.saved) progress.setBytes(s.name, s.size, s.size);
+    progress.vms(report.resumed.map((r) => r.name), 'running');
+    return report;
+  });
+  const states = new Map([...reports].map(([host, r]) => [host, r.saved]));
+  return { states, resumed: resumedFrom([...reports].map(([host, value]) => ({ host, vms: run.byHost.get(host) ?? [], ok: true as const, value }))) };
 }
 
 /** The manifest, written atomically: from now on the checkpoint exists. Returns its path. */
@@ -216,22 +227,6 @@ export async function commit(run: CheckpointRun, reports: PhaseReports, notAfter
     ...(notAfter !== undefined ? { notAfter } : {}),
   });
   return path;
-}
-
-/** The resume barrier, timed: every host issues its conts at one instant, as late as the slowest host needs. */
-export async function resume(run: CheckpointRun, paused: Paused): Promise<Resumed> {
-  const { progress } = run;
-  progress.phase('resume');
-  progress.vms(Object.keys(run.placement), 'resuming');
-  const resumeSentAt = Date.now();
-  const lead = barrierLead(paused.sentAt, [...paused.vms.values()].flat().map((p) => p.receivedAt ?? paused.sentAt));
-  const outcomes = await onEveryHostSettled(run.byHost, (host, vms) =>
-    withSummary(run.hosts(host).quick, `resume ${vmList(vms)} on host ${host}`).resumeVms({ cluster: run.cluster, vms, checkpointId: run.checkpointId, notBefore: resumeSentAt + lead }),
-  );
-  progress.endPhase();
-  const resumed = resumedFrom(outcomes);
-  progress.vms(resumed.resumedAt.keys(), 'running');
-  return resumed;
 }
 
 /** Records the resume times beside the manifest and gives the lock back. */
@@ -263,7 +258,7 @@ export async function undo(run: CheckpointRun, bound: PauseBound, err: unknown):
   const reason = bound.exceeded ? `the pause bound of ${spec.pauseBoundSeconds}s ran out during ${phase}` : isCancellation(err) ? 'cancelled' : reasonOf(err);
   progress.fail(reason);
   log.warn('checkpoint failed; undoing', { cluster, checkpointId, phase, reason });
-  // Every VM that may have been paused: every host, once the pause phase has begun.
+  // Every VM that may still be paused: every host, once the capture phase has begun.
   const pausedHosts = bound.armed ? run.byHost : new Map<string, string[]>();
   const leftovers = await CancellationScope.nonCancellable(() => undoSteps(run, pausedHosts, phase, reason));
   const note = leftovers.length ? ` (and: ${leftovers.join('; ')})` : '';

@@ -84,8 +84,10 @@ export function buildManifest(id: CheckpointIdentity, reports: PhaseReports, clo
     vms,
     phases: {
       prepare: timing('prepare'),
-      pause: timing(live ? 'capture' : 'pause'),
-      freeze: timing(live ? 'capture' : 'freeze'),
+      // The disks are frozen inside the capture step, on each host right after its VMs' stops (executions
+      // started before protocol v2 had pause and freeze phases of their own); live mode writes in 'write'.
+      pause: timing(ph['capture'] ? 'capture' : 'pause'),
+      freeze: timing(ph['capture'] ? 'capture' : 'freeze'),
       save: timing(live ? 'write' : 'save'),
       commit: { start: ph['commit']?.start ?? now },
     },
@@ -125,7 +127,7 @@ function manifestVm(host: string, report: PrepareReport, vm: PrepareReport['vms'
   };
 }
 
-/** What the resume barrier achieved: each resumed VM's time, and one line per VM that did not resume. */
+/** What the resumes achieved: each resumed VM's time, and one line per VM that did not resume. */
 export interface Resumed {
   resumedAt: Map<string, number>;
   failures: string[];
@@ -145,7 +147,9 @@ export function resumedFrom(outcomes: Array<HostOutcome<ResumeReport>>): Resumed
 
 /** resume.json: when each VM ran again, written beside the (immutable) manifest. */
 export function resumeRecord(checkpointId: string, resumed: Resumed, clock: PhaseClock): ResumeRecord {
-  const phase = clock.phases['resume'];
+  // Each VM resumes as soon as its own save is done: the resumes happen within the save phase (in a
+  // resume phase of their own for executions started before protocol v2).
+  const phase = clock.phases['resume'] ?? clock.phases['save'];
   return {
     checkpointId,
     vms: [...resumed.resumedAt].map(([name, resumedAt]) => ({ name, resumedAt })).sort((a, b) => a.name.localeCompare(b.name)),

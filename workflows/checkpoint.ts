@@ -1,16 +1,21 @@
-// checkpointCluster: the stop-and-save protocol (ARCHITECTURE.md, "Checkpoint"), read as its phases
+// checkpointCluster: the stop-mode protocol (ARCHITECTURE.md, "Checkpoint"), read as its phases
 // (checkpoint-phases.ts):
-//   prepare → pause barrier → freeze disks → save barrier → commit (manifest) → resume barrier → finish
+//   prepare → capture (pause barrier; hosts freeze disks and start saves on their own) →
+//   finishSaves (each VM resumes once its own state is durable) → commit (manifest) → finish
 // Mode 'live' runs checkpoint-live.ts instead: prepare → capture → cut check → write → commit → finish.
 // Until the commit, any failure — an activity error, a dead host, the pause bound running out, a cancel —
-// runs undo: resume every VM that may have been paused, remove the partial files, record why it failed.
-import { log } from '@temporalio/workflow';
+// runs undo: resume every VM that may still be paused, remove the partial files, record why it failed.
+import { log, patched } from '@temporalio/workflow';
 import { checkpointInputSchema, type CheckpointInput } from '../common/workflow-inputs';
 import { validateInput } from './validate';
-import { begin, commit, finish, freeze, pause, PauseBound, prepare, resume, save, undo } from './checkpoint-phases';
+import { begin, capture, commit, finish, finishSaves, PauseBound, prepare, undo } from './checkpoint-phases';
 import { checkpointResult, type CheckpointResult } from './checkpoint-record';
 import { cancelLiveWrites, liveProtocol } from './checkpoint-live';
 import type { CheckpointRun } from './checkpoint-phases';
+import { checkpointV1 } from './checkpoint-v1';
+
+/** Marks executions that run protocol v2; those started before it replay the v1 phases (checkpoint-v1.ts). */
+const STOP_CAPTURE_V2 = 'stop-capture-v2';
 
 export type { CheckpointResult };
 
@@ -18,26 +23,28 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
   const input = validateInput(checkpointInputSchema, rawInput, 'checkpointCluster');
   const run = await begin(input);
   const bound = new PauseBound(run);
+  // Live mode did not exist before the patch: its executions never take the v1 phases.
   if (input.mode === 'live') return liveCheckpoint(run, bound);
+  if (!patched(STOP_CAPTURE_V2)) return checkpointV1(run, bound);
   let committed;
   try {
     committed = await bound.enforce(async () => {
       const prepared = await prepare(run);
-      const paused = await pause(run, prepared, bound);
-      const frozen = await freeze(run, prepared);
-      const saved = await save(run, prepared);
-      const manifestPath = await commit(run, { prepared: prepared.reports, paused: paused.vms, frozen, saved }, bound.windowEnd(paused.sentAt));
-      return { manifestPath, paused, saved };
+      const captured = await capture(run, prepared, bound);
+      // Every VM of the cut is paused (every host answered): from here on a VM may resume.
+      const saved = await finishSaves(run);
+      const reports = { prepared: prepared.reports, paused: captured.paused, frozen: captured.frozen, saved: saved.states };
+      const manifestPath = await commit(run, reports, bound.windowEnd(captured.sentAt));
+      return { manifestPath, captured, saved };
     });
   } catch (err) {
     throw await undo(run, bound, err);
   }
-  // Committed: from here on the checkpoint exists whatever happens to the resume.
+  // Committed: from here on the checkpoint exists whatever happens next.
   bound.disarm();
-  const resumed = await resume(run, committed.paused);
-  await finish(run, resumed);
-  const { manifestPath, paused, saved } = committed;
-  return checkpointResult(run, { manifestPath, placement: run.placement, paused: paused.vms, saved }, resumed, run.progress.state);
+  const { manifestPath, captured, saved } = committed;
+  await finish(run, saved.resumed);
+  return checkpointResult(run, { manifestPath, placement: run.placement, paused: captured.paused, saved: saved.states }, saved.resumed, run.progress.state);
 }
 
 /** Mode live (checkpoint-live.ts): the guests pause only to fix the cut; their RAM is written while they run. */
@@ -53,5 +60,5 @@ async function liveCheckpoint(run: CheckpointRun, bound: PauseBound): Promise<Ch
   }
   await finish(run, committed.resumed);
   const { manifestPath, paused, saved, resumed } = committed;
-  return checkpointResult(run, { manifestPath, placement: run.placement, paused: paused.vms, saved }, resumed, run.progress.state);
+  return checkpointResult(run, { manifestPath, placement: run.placement, paused, saved }, resumed, run.progress.state);
 }

@@ -12,7 +12,7 @@ import { testHook } from '../test-hooks';
 import { hostNow } from './clock';
 import { writeChainRecord } from './disks';
 import { consoleSize } from './launch';
-import { cancelMigration, configureMigration, MigrationError, pauseVm, resumeVm, UNLIMITED_BANDWIDTH, waitUntil } from './migration';
+import { cancelMigration, configureMigration, MigrationError, pauseVm, resumeVm, UNLIMITED_BANDWIDTH, waitUntil, type RunStateChange } from './migration';
 import { ensurePauseGuard } from './pause-guard';
 import type { VmRecord } from './registry';
 import type { HostRuntime } from './runtime';
@@ -56,7 +56,22 @@ export async function prepareCheckpoint(runtime: HostRuntime, req: PrepareReques
 
 export async function pauseVms(runtime: HostRuntime, req: PauseRequest): Promise<VmTimestamp[]> {
   const receivedAt = hostNow();
-  // Not behind runtime.exclusive(): the pause barrier is on the critical path, and stop is idempotent.
+  return pauseAtBarrier(runtime, req, async (record, _qmp, stopped) => {
+    const offset = consoleSize(record);
+    return { name: record.name, at: stopped.repliedAtMs, receivedAt, ...(offset !== undefined ? { consoleOffset: offset } : {}) };
+  });
+}
+
+/**
+ * The pause barrier on this host: each VM's lease held and QMP session open, then at the barrier's instant
+ * every VM's stop (its lease re-checked right before), then `afterStop` for that VM (not waiting for the
+ * others). Not behind runtime.exclusive(): the barrier is on the critical path, and stop is idempotent.
+ */
+export async function pauseAtBarrier<T>(
+  runtime: HostRuntime,
+  req: PauseRequest,
+  afterStop: (record: VmRecord, qmp: QmpClient, stopped: RunStateChange) => Promise<T>,
+): Promise<T[]> {
   const records = req.vms.map((vm) => runtime.requireVm(req.cluster, vm));
   ensurePauseGuard(runtime.registry.stateDir);
   // Everything that can be done before the stop is done first, so the stops themselves go out together.
@@ -75,8 +90,7 @@ export async function pauseVms(runtime: HostRuntime, req: PauseRequest): Promise
       const stopped = await pauseVm(qmp, record.name).catch((err: unknown) => {
         throw notPausedError(err, 'after its stop');
       });
-      const offset = consoleSize(record);
-      return { name: record.name, at: stopped.repliedAtMs, receivedAt, ...(offset !== undefined ? { consoleOffset: offset } : {}) };
+      return afterStop(record, qmp, stopped);
     }),
   );
 }
@@ -121,53 +135,51 @@ export async function freezeDisks(runtime: HostRuntime, req: FreezeRequest): Pro
   return eachVm(runtime, req.cluster, req.vms, (record) => freezeVm(runtime, req, record));
 }
 
-/** One paused VM's freeze (the live capture calls it inside its own pause window). */
-export async function freezeVm(runtime: HostRuntime, req: Omit<FreezeRequest, 'vms'>, record: VmRecord): Promise<FrozenVm> {
-  {
-    await testHook('freeze:before', record.name);
-    runtime.watchdog.check(record, req.checkpointId, req.runId);
-    const qmp = await runtime.qmp(record);
-    await requirePaused(qmp, record.name, 'before its disks are frozen');
-    const blocks = await qmp.command('query-block');
-    const frozen = [];
-    const chains = [];
-    for (const disk of record.disks) {
-      // Named after the run too: only a retry of this very run may find it in place (checkpointLayerLabel).
-      const newActive = storeLayout.diskLayer(req.store, req.cluster, record.name, disk.id, checkpointLayerLabel(req.checkpointId, req.runId));
-      const device = `drive-${disk.id}`;
-      const current = blocks.find((b) => b.device === device)?.inserted;
-      if (!current) throw new Error(`VM ${record.name} has no block device ${device}`);
-      let frozenLayer: string;
-      let backing: string[];
-      if (current.file === newActive) {
-        // Done by an earlier attempt of this run whose result was lost: QEMU's chain is the truth.
-        const chain = backingChain(current.image);
-        frozenLayer = chain[1] ?? '';
-        backing = chain.slice(2);
-      } else {
-        if (current.file !== disk.active) {
-          throw new Error(`VM ${record.name} disk ${disk.id} runs on ${current.file}, but the record says ${disk.active}`);
-        }
-        if (dirname(newActive) !== dirname(disk.active)) {
-          // The store of a request must be the one the VM's disk lives in: never move a disk elsewhere.
-          throw ApplicationFailure.nonRetryable(`store ${req.store} is not where disk ${disk.id} of VM ${record.name} lives (${dirname(disk.active)})`, 'InvalidRequest');
-        }
-        await qmp.command('blockdev-snapshot-sync', { device, 'snapshot-file': newActive, format: 'qcow2' });
-        frozenLayer = disk.active;
-        // QEMU's chain, not the record's: merges (compact.ts) may have shortened it since.
-        backing = backingChain(current.image).slice(1);
+/** While the VM is paused: each disk's top layer becomes the checkpoint's frozen layer (idempotent per run). */
+export async function freezeVm(runtime: HostRuntime, req: FreezeRequest, record: VmRecord): Promise<FrozenVm> {
+  await testHook('freeze:before', record.name);
+  runtime.watchdog.check(record, req.checkpointId, req.runId);
+  const qmp = await runtime.qmp(record);
+  await requirePaused(qmp, record.name, 'before its disks are frozen');
+  const blocks = await qmp.command('query-block');
+  const frozen = [];
+  const chains = [];
+  for (const disk of record.disks) {
+    // Named after the run too: only a retry of this very run may find it in place (checkpointLayerLabel).
+    const newActive = storeLayout.diskLayer(req.store, req.cluster, record.name, disk.id, checkpointLayerLabel(req.checkpointId, req.runId));
+    const device = `drive-${disk.id}`;
+    const current = blocks.find((b) => b.device === device)?.inserted;
+    if (!current) throw new Error(`VM ${record.name} has no block device ${device}`);
+    let frozenLayer: string;
+    let backing: string[];
+    if (current.file === newActive) {
+      // Done by an earlier attempt of this run whose result was lost: QEMU's chain is the truth.
+      const chain = backingChain(current.image);
+      frozenLayer = chain[1] ?? '';
+      backing = chain.slice(2);
+    } else {
+      if (current.file !== disk.active) {
+        throw new Error(`VM ${record.name} disk ${disk.id} runs on ${current.file}, but the record says ${disk.active}`);
       }
-      frozen.push({ id: disk.id, frozen: frozenLayer, backing, newActive });
-      chains.push({ id: disk.id, active: newActive, backing: [frozenLayer, ...backing] });
+      if (dirname(newActive) !== dirname(disk.active)) {
+        // The store of a request must be the one the VM's disk lives in: never move a disk elsewhere.
+        throw ApplicationFailure.nonRetryable(`store ${req.store} is not where disk ${disk.id} of VM ${record.name} lives (${dirname(disk.active)})`, 'InvalidRequest');
+      }
+      await qmp.command('blockdev-snapshot-sync', { device, 'snapshot-file': newActive, format: 'qcow2' });
+      frozenLayer = disk.active;
+      // QEMU's chain, not the record's: merges (compact.ts) may have shortened it since.
+      backing = backingChain(current.image).slice(1);
     }
-    // The overlay QEMU just created holds guest data from now on: private like everything else.
-    for (const c of chains) await chmod(c.active, 0o600);
-    runtime.registry.put({ ...record, disks: chains });
-    for (const c of chains) {
-      await writeChainRecord(req.store, { cluster: req.cluster, vm: record.name, disk: c.id, active: c.active, backing: c.backing });
-    }
-    return { name: record.name, disks: frozen, at: hostNow() };
+    frozen.push({ id: disk.id, frozen: frozenLayer, backing, newActive });
+    chains.push({ id: disk.id, active: newActive, backing: [frozenLayer, ...backing] });
   }
+  // The overlay QEMU just created holds guest data from now on: private like everything else.
+  for (const c of chains) await chmod(c.active, 0o600);
+  runtime.registry.put({ ...record, disks: chains });
+  for (const c of chains) {
+    await writeChainRecord(req.store, { cluster: req.cluster, vm: record.name, disk: c.id, active: c.active, backing: c.backing });
+  }
+  return { name: record.name, disks: frozen, at: hostNow() };
 }
 
 /**

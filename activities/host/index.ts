@@ -4,6 +4,7 @@
 import { inspectVms, stopVms, ensureVmsGone } from './lifecycle';
 import { prepareCheckpoint, pauseVms, freezeDisks, resumeVms } from './checkpoint-steps';
 import { saveVmStates } from './save-step';
+import { captureVms, finishSaves } from './capture-step';
 import { cancelLiveWrites, captureLive, finishLiveWrites, prepareLive } from './live-capture';
 import { launchVms, verifyStateFiles, loadVmStates } from './restore-steps';
 import { compactDisks } from './compact';
@@ -14,6 +15,8 @@ import { withStepHooks } from '../test-hooks';
 import { validated } from './validated';
 import {
   ensureGoneRequestSchema,
+  captureRequestSchema,
+  finishSavesRequestSchema,
   freezeRequestSchema,
   launchRequestSchema,
   loadRequestSchema,
@@ -51,6 +54,8 @@ export function createHostActivities(runtime: HostRuntime, signalProgress: Signa
     pauseVms: validated('pauseVms', pauseRequestSchema, (req) => pauseVms(runtime, req)),
     freezeDisks: validated('freezeDisks', freezeRequestSchema, (req) => freezeDisks(runtime, req)),
     saveVmStates: validated('saveVmStates', saveRequestSchema, (req) => reporting(req, (report) => saveVmStates(runtime, req, report))),
+    captureVms: validated('captureVms', captureRequestSchema, (req) => captureVms(runtime, req, new ProgressReporter(req.progressWorkflowId, signalProgress))),
+    finishSaves: validated('finishSaves', finishSavesRequestSchema, (req) => finishSaves(runtime, req, new ProgressReporter(req.progressWorkflowId, signalProgress))),
     resumeVms: validated('resumeVms', resumeRequestSchema, (req) => resumeVms(runtime, req)),
     prepareLive: validated('prepareLive', livePrepareRequestSchema, (req) => prepareLive(runtime, req)),
     captureLive: validated('captureLive', liveCaptureRequestSchema, (req) => captureLive(runtime, req)),

@@ -54,6 +54,27 @@ export const saveRequestSchema = z
   })
   .strict();
 
+/**
+ * Stop mode's capture (capture-step.ts): the pause barrier, the disks frozen and each VM's save started in
+ * the background, in one step; finishSaves joins the saves.
+ */
+export const captureRequestSchema = z
+  .object({
+    ...pauseRequestSchema.shape,
+    store: absolutePathSchema,
+    progressWorkflowId: workflowIdSchema,
+    compression: stateCodecSchema.optional(),
+  })
+  .strict();
+
+export const finishSavesRequestSchema = z
+  .object({
+    ...saveRequestSchema.shape,
+    /** `cont` each VM as soon as its own state file is durable (only once every VM of the cut is paused). */
+    resumeEachWhenSaved: z.boolean(),
+  })
+  .strict();
+
 export const resumeRequestSchema = z
   .object({
     cluster: nameSchema,

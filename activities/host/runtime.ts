@@ -9,6 +9,7 @@ import { isAlive } from '../../node/proc';
 import { probeQemuBinary, type QemuBinaryInfo } from './qemu-binary';
 import { VmRegistry, type VmRecord } from './registry';
 import { PauseWatchdog } from './pause-guard';
+import { BackgroundSaves } from './background-saves';
 
 export interface HostRuntimeOptions {
   hostId: string;
@@ -20,6 +21,8 @@ export class HostRuntime {
   readonly log: Logger;
   readonly registry: VmRegistry;
   readonly watchdog: PauseWatchdog;
+  /** Stop mode's saves, started by a capture step and joined by finishSaves (background-saves.ts). */
+  readonly saves = new BackgroundSaves();
   private readonly sessions = new Map<string, Promise<QmpClient>>();
   private readonly queues = new Map<string, Promise<unknown>>();
 
@@ -108,6 +111,7 @@ export class HostRuntime {
 
   async close(): Promise<void> {
     this.watchdog.stop();
+    this.saves.abortAll();
     for (const key of [...this.sessions.keys()]) {
       const [cluster, vm] = key.split('/') as [string, string];
       await this.dropSession(cluster, vm);

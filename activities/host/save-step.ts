@@ -36,7 +36,7 @@ export async function saveVmStates(runtime: HostRuntime, req: SaveRequest, repor
   const beat = setInterval(() => ctx.heartbeat({ bytes: Object.fromEntries(bytes) }), 1000);
   try {
     return await eachVm(runtime, req.cluster, req.vms, (record) =>
-      saveOne(runtime, req, record, ctx.cancellationSignal, (n) => {
+      saveVmState(runtime, req, record, ctx.cancellationSignal, (n) => {
         bytes.set(record.name, n);
         reportProgress(record.name, n, record.config.memoryMiB * 1024 * 1024);
       }),
@@ -46,7 +46,7 @@ export async function saveVmStates(runtime: HostRuntime, req: SaveRequest, repor
   }
 }
 
-async function saveOne(
+export async function saveVmState(
   runtime: HostRuntime,
   req: SaveRequest,
   record: VmRecord,

@@ -123,6 +123,24 @@ export interface SavedState {
   rawSize?: number;
 }
 
+export type CaptureRequest = z.infer<typeof requests.captureRequestSchema>;
+
+/** A host's capture: each VM's pause (QEMU's STOP time) and its frozen disks (VMs with disks only). */
+export interface CaptureReport {
+  paused: VmTimestamp[];
+  frozen: FrozenVm[];
+}
+
+export type FinishSavesRequest = z.infer<typeof requests.finishSavesRequestSchema>;
+
+export interface FinishSavesReport {
+  saved: SavedState[];
+  /** VMs resumed once their state was durable (QEMU's RESUME time). */
+  resumed: VmTimestamp[];
+  /** VMs saved but not resumed (their lease stays: the watchdog resumes them at the bound). */
+  failed: Array<{ name: string; reason: string }>;
+}
+
 export type ResumeRequest = z.infer<typeof requests.resumeRequestSchema>;
 
 export interface ResumeReport {

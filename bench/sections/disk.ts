@@ -77,7 +77,8 @@ async function run(ctx: RunContext, cfg: DiskConfig): Promise<DiskCheckpoint[]> 
       overlayFileBytes: existsSync(frozen) ? statSync(frozen).size : Number.NaN,
       recordsSincePrevious: records - previousRecords,
       guestBytesWrittenSincePrevious: (records - previousRecords) * 4096,
-      freezeMs: (o.result.phases['freeze']?.end ?? 0) - (o.result.phases['freeze']?.start ?? 0),
+      // Inside the capture step, right after the stop: from QEMU's STOP to the last disk frozen.
+      freezeMs: (o.manifest.vms[0]?.timings.frozenAt ?? Number.NaN) - (o.manifest.vms[0]?.timings.pausedAt ?? Number.NaN),
       downtimeMs: o.result.downtimeMs,
     });
     previousRecords = records;
@@ -97,7 +98,7 @@ function derive(disk: DiskCheckpoint[], _cfg: DiskConfig, sink: MetricSink): voi
     metric(later.map((d) => d.overlayAllocatedBytes / 1024), 'KiB', `frozen qcow2 layer (du), after the first; guest writes ~${fmt(median(later.map((d) => d.guestBytesWrittenSincePrevious / 1024)), 0)} KiB between checkpoints`),
   );
   sink.metric('disk overlay / guest data written', metric(later.map((d) => d.overlayAllocatedBytes / d.guestBytesWrittenSincePrevious), '', 'overhead of the qcow2 layer'));
-  sink.metric('freeze phase with 1 disk (ms)', metric(disk.map((d) => d.freezeMs), 'ms', 'blockdev-snapshot-sync while paused'));
+  sink.metric('freeze with 1 disk (ms)', metric(disk.map((d) => d.freezeMs), 'ms', 'STOP → disk frozen (blockdev-snapshot-sync while paused)'));
 }
 
 export const diskSection = defineSection<DiskConfig, DiskCheckpoint[]>({

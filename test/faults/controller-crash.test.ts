@@ -16,7 +16,7 @@ before(async () => (bed = await startFaultBed()));
 after(() => bed?.stop());
 
 /** Typical phase lengths here, for picking a moment inside a phase. */
-const TYPICAL_MS: Record<string, number> = { prepare: 150, pause: 100, freeze: 100, save: 1500, commit: 60, resume: 100, validate: 800, 'stop-old': 100, launch: 400, load: 1500 };
+const TYPICAL_MS: Record<string, number> = { prepare: 150, capture: 200, save: 1500, commit: 60, validate: 800, 'stop-old': 100, launch: 400, load: 1500 };
 
 /** When the last crash was injected and the new controller was up (for the run's timeline). */
 const timings = { killedAt: 0, readyAt: 0 };

@@ -32,7 +32,8 @@ export const HOME: Record<string, string> = {
 export const ALL_VMS = Object.keys(HOME).sort();
 
 /** The phases of a checkpoint and of a restart, in order, as the `progress` query names them. */
-export const CHECKPOINT_PHASES = ['prepare', 'pause', 'freeze', 'save', 'commit', 'resume'];
+// Stop mode v2: capture = pause barrier + freeze + saves started; save = saves joined, each VM resumed once saved.
+export const CHECKPOINT_PHASES = ['prepare', 'capture', 'save', 'commit'];
 export const RESTART_PHASES = ['validate', 'stop-old', 'launch', 'load', 'resume'];
 
 export const random = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));

@@ -1,4 +1,4 @@
-// Fault case 3: a QEMU process is killed during a checkpoint — in its pause phase in half the runs, in
+// Fault case 3: a QEMU process is killed during a checkpoint — in its capture phase in half the runs, in
 // its save in the other half (the checkpoint fails clearly and the rest of the cluster is resumed) — and
 // during a restart while it waits for its state (the restart fails clearly and what it started is cleaned
 // up). Each time the cluster is then brought back from its last good checkpoint (or from the checkpoint,
@@ -40,15 +40,15 @@ test('a QEMU killed during a checkpoint: clear failure, the other VMs resumed', 
   for (let run = 1; run <= RUNS; run++) {
     const started = Date.now();
     // Pause and save alternate; each victim gets both over four runs.
-    const phase = run % 2 ? 'pause' : 'save';
+    const phase = run % 2 ? 'capture' : 'save';
     const victim = Math.floor(run / 2) % 2 ? 'vm1' : 'heavy';
     const monitor = new PauseMonitor(bed, () => HOME);
     const id = `qc-${run}-${Date.now().toString(36)}`;
-    // In the pause phase: its host holds the victim's stop back a moment, and the victim dies meanwhile.
-    if (phase === 'pause') bed.setHooks(HOME[victim] ?? '', { points: { [`pause:before-stop@${victim}`]: { delayMs: 1000, once: true } } });
+    // In the capture phase: its host holds the victim's stop back a moment, and the victim dies meanwhile.
+    if (phase === 'capture') bed.setHooks(HOME[victim] ?? '', { points: { [`pause:before-stop@${victim}`]: { delayMs: 1000, once: true } } });
     const workflowId = await startCheckpoint(bed, id);
     await waitForPhase(bed, workflowId, CHECKPOINT_PHASES, phase);
-    if (phase === 'pause') await waitForHook(bed, HOME[victim] ?? '', 'pause:before-stop');
+    if (phase === 'capture') await waitForHook(bed, HOME[victim] ?? '', 'pause:before-stop');
     else await sleep(random(0, 600));
     await killVm(victim);
     const outcome = await outcomeOf(bed, workflowId);

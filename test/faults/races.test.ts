@@ -362,7 +362,7 @@ describe('defect 5: a checkpoint id is never reused', () => {
     for (const host of ['a', 'b']) bed.setHooks(host, { points: { 'freeze:before': { action: 'fail' } } });
     const between = await outcomeOf(bed, await startRaw(`${id}-between`, `${id}-between-${Date.now().toString(36)}`));
     bed.clearHooks();
-    assert.match(between, /failed in freeze/);
+    assert.match(between, /failed in capture/);
     assert.deepEqual(await notRunningAfter(BOUND_MS), []);
     const outcome = await outcomeOf(bed, await startRaw(id, `${id}-again-${Date.now().toString(36)}`));
     if (outcome === 'completed') {

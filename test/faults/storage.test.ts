@@ -99,7 +99,7 @@ describe('checkpoint into a bad store fails cleanly', () => {
       const id = `fill-${run}`;
       const r = await bed.vccr.checkpoint('filling', { checkpointId: id, noWait: true });
       assert.ok('workflowId' in r);
-      await waitForPhase(bed, r.workflowId, CHECKPOINT_PHASES, 'pause');
+      await waitForPhase(bed, r.workflowId, CHECKPOINT_PHASES, 'capture');
       await sleep(random(0, 100));
       // Something else takes the space: leave about 20 MiB, less than the VM's state.
       takeTheSpace(tmp.path, join(tmp.path, 'ballast'));

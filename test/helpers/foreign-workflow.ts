@@ -16,6 +16,8 @@ export async function actOnForeignVm(input: { cluster: string; vm: string; other
     ['resumeVms', () => host.resumeVms({ cluster: input.cluster, vms: [input.vm] })],
     ['freezeDisks', () => host.freezeDisks({ cluster: input.cluster, store: '/tmp', checkpointId: 'x', runId: 'foreign', vms: [input.vm] })],
     ['launchVms', () => host.launchVms({ cluster: input.cluster, store: '/tmp', operationId: 'hijack', vms: [input.config] })],
+    ['captureVms', () => host.captureVms({ cluster: input.cluster, store: '/tmp', checkpointId: 'x', runId: 'foreign', vms: [input.vm], pauseBoundMs: 5000, progressWorkflowId: 'x' })],
+    ['finishSaves', () => host.finishSaves({ cluster: input.cluster, store: '/tmp', checkpointId: 'x', runId: 'foreign', vms: [input.vm], progressWorkflowId: 'x', resumeEachWhenSaved: true })],
   ];
   const refusals: string[] = [];
   for (const [name, attempt] of attempts) {
