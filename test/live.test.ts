@@ -50,7 +50,7 @@ test('live checkpoint while the guests run: manifest records mode, STOP/RESUME a
 test('negative control: one VM stopped after the others ran again — the cut check refuses it, the VMs run on', { timeout: 300_000 }, async (t) => {
   // vm1 (host b) stops 3 s late: every other VM (on host a, and heavy beside it on b) has long been resumed
   // by its snapshot by then; the reason names the pair with the least slack.
-  bed.setHooks('b', { points: { 'live:before-stop@vm1': { delayMs: 3000 } } });
+  bed.setHooks('b', { points: { 'pause:before-stop@vm1': { delayMs: 3000 } } });
   try {
     await assert.rejects(bed.vccr.checkpoint(CLUSTER, { live: true, checkpointId: 'live-broken' }), (err: Error) => {
       t.diagnostic(`refused: ${err.message}`);

@@ -103,7 +103,7 @@ export async function pauseAtBarrier<T>(
 export const MAX_BARRIER_WAIT_MS = 2500;
 
 /** When to act for a barrier at `notBefore`: never later than `latest`, nor absurdly far ahead. */
-export function barrierTime(runtime: HostRuntime, notBefore: number | undefined, latest = Number.POSITIVE_INFINITY): number | undefined {
+function barrierTime(runtime: HostRuntime, notBefore: number | undefined, latest = Number.POSITIVE_INFINITY): number | undefined {
   if (notBefore === undefined) return undefined;
   const now = hostNow();
   if (notBefore - now > MAX_BARRIER_WAIT_MS) {

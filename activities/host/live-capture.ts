@@ -13,12 +13,11 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { storeLayout } from '../../common/store-layout';
 import { fsyncDir, writeFileAtomic } from '../../node/fsutil';
 import { testHook } from '../test-hooks';
-import { barrierTime, freezeVm } from './checkpoint-steps';
+import { freezeVm, pauseAtBarrier } from './checkpoint-steps';
 import { hostNow } from './clock';
 import { consoleSize } from './launch';
-import { configureMigration, MigrationError, pauseVm, prepareBackgroundSnapshot, waitUntil, type BackgroundSnapshot, type PreparedSnapshot, type SnapshotSink } from './migration';
+import { configureMigration, MigrationError, prepareBackgroundSnapshot, type BackgroundSnapshot, type PreparedSnapshot, type RunStateChange, type SnapshotSink } from './migration';
 import { detachedSink, joinWriter, readStatus, writerOutcome } from './live-writer';
-import { ensurePauseGuard } from './pause-guard';
 import type { VmRecord } from './registry';
 import type { HostRuntime } from './runtime';
 import { completedEarlier } from './save-step';
@@ -81,14 +80,20 @@ export async function captureLive(runtime: HostRuntime, req: LiveCaptureRequest)
   const earlier = new Map(records.flatMap((r) => { const c = capturedEarlier(runtime, req, r.name); return c ? [[r.name, c] as const] : []; }));
   const todo = records.filter((r) => !earlier.has(r.name));
   if (todo.length) {
-    ensurePauseGuard(runtime.registry.stateDir);
-    const prepared = await Promise.all(todo.map((record) => prepareOne(runtime, req, record)));
-    const leases = todo.map((record) => runtime.watchdog.hold(record, req.checkpointId, req.runId, req.pauseBoundMs));
-    await waitUntil(barrierTime(runtime, req.pauseAt, Math.min(...leases.map((l) => l.deadline))));
-    const outcomes = await Promise.allSettled(todo.map((record, i) => captureOne(runtime, req, record, prepared[i] as LiveWrite, receivedAt)));
-    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-    if (failed) throw failed.reason;
-    for (const o of outcomes) if (o.status === 'fulfilled') earlier.set(o.value.name, o.value);
+    const prepared = new Map(await Promise.all(todo.map(async (record) => [record.name, await prepareOne(runtime, req, record)] as const)));
+    // Stop mode's pause barrier (leases, the wait until T capped at the lease deadline, the lease re-check
+    // right before each stop); then per VM, at once: freeze, snapshot at T + gap. Each VM's outcome is
+    // awaited before a failure is reported, so no snapshot is still starting when the undo path runs.
+    const barrier = { cluster: req.cluster, checkpointId: req.checkpointId, runId: req.runId, vms: todo.map((r) => r.name), pauseBoundMs: req.pauseBoundMs, notBefore: req.pauseAt };
+    const outcomes = await pauseAtBarrier(runtime, barrier, (record, _qmp, stopped) =>
+      afterStop(runtime, req, { record, stopped, write: prepared.get(record.name) as LiveWrite, receivedAt }).then(
+        (value) => ({ ok: true as const, value }),
+        (error: unknown) => ({ ok: false as const, error }),
+      ),
+    );
+    const failed = outcomes.find((o) => !o.ok);
+    if (failed && !failed.ok) throw failed.error;
+    for (const o of outcomes) if (o.ok) earlier.set(o.value.name, o.value);
   }
   return records.map((r) => earlier.get(r.name) as LiveCaptured);
 }
@@ -121,16 +126,18 @@ async function prepareOne(runtime: HostRuntime, req: LivePrepareRequest, record:
   return write;
 }
 
-/** Stop (lease re-checked first), freeze, snapshot; QEMU resumes the guest; the lease is released on its RESUME. */
-async function captureOne(runtime: HostRuntime, req: LiveCaptureRequest, record: VmRecord, write: LiveWrite, receivedAt: number): Promise<LiveCaptured> {
+interface Stopped {
+  record: VmRecord;
+  stopped: RunStateChange;
+  write: LiveWrite;
+  receivedAt: number;
+}
+
+/** Right after a VM's stop: freeze, then the snapshot at T + gap (QEMU resumes the guest); the lease is released on its RESUME. */
+async function afterStop(runtime: HostRuntime, req: LiveCaptureRequest, { record, stopped, write, receivedAt }: Stopped): Promise<LiveCaptured> {
   if (write.captured) return write.captured;
   const vm = record.name;
   try {
-    await testHook('live:before-stop', vm);
-    // Nothing awaited between the lease check and the stop (pauseVm sends it at once), as in stop mode.
-    runtime.watchdog.check(record, req.checkpointId, req.runId);
-    const qmp = await runtime.qmp(record);
-    const stopped = await pauseVm(qmp, vm);
     const consoleOffset = consoleSize(record);
     const frozen = await freezeVm(runtime, req, record);
     await testHook('live:before-snapshot', vm);
@@ -151,7 +158,7 @@ async function captureOne(runtime: HostRuntime, req: LiveCaptureRequest, record:
     write.captured = captured;
     return captured;
   } catch (err) {
-    // Not started: nothing runs in QEMU yet; the VM (if paused) is resumed by the undo path or its lease.
+    // Not started: nothing runs in QEMU yet; the VM (still paused) is resumed by the undo path or its lease.
     if (!write.snapshot) {
       writes(runtime).delete(keyOf(req, vm));
       await write.prepared.discard().catch(() => undefined);
