@@ -72,8 +72,11 @@ test('negative control forced through: a host clock ahead by more than ε hides 
   // Host b's clock runs 600 ms ahead: it stops and snapshots 600 ms before host a stops, and reports its
   // STOP/RESUME 600 ms later than they were — on time. Host a's prepare takes 1 s, so the prepare window
   // ([sent − ε, seen + ε]) is wide enough that b's clock passes the clock check.
-  bed.setHooks('b', { clockOffsetMs: 600 });
-  bed.setHooks('a', { points: { 'step:prepareCheckpoint': { delayMs: 1000 } } });
+  // The store barrier would keep the cut whatever the clocks say (host b would wait for a's mark): both
+  // hosts ignore the marks, so the timed plan alone decides, as without the barrier.
+  const noBarrier = { 'live:barrier': { action: 'fail' as const } };
+  bed.setHooks('b', { clockOffsetMs: 600, points: noBarrier });
+  bed.setHooks('a', { points: { 'step:prepareCheckpoint': { delayMs: 1000 }, ...noBarrier } });
   let result;
   try {
     result = await bed.vccr.checkpoint(CLUSTER, { live: true, checkpointId: 'live-forced' });

@@ -75,6 +75,7 @@ async function capture(run: CheckpointRun, ready: { sentAt: number; receivedAt: 
       pauseBoundMs: run.boundMs,
       pauseAt,
       snapshotAt: pauseAt + snapshotGap(spec.clockToleranceMs, spec.liveSnapshotGapMs),
+      barrierHosts: [...run.byHost.keys()],
     }),
   );
   // Every VM runs again: the pause bound has nothing left to guard.

@@ -18,6 +18,7 @@ import { hostNow } from './clock';
 import { consoleSize } from './launch';
 import { configureMigration, MigrationError, prepareBackgroundSnapshot, type BackgroundSnapshot, type PreparedSnapshot, type RunStateChange, type SnapshotSink } from './migration';
 import { detachedSink, joinWriter, readStatus, writerOutcome } from './live-writer';
+import { clearBarrierMark, StoreBarrier } from './live-barrier';
 import type { VmRecord } from './registry';
 import type { HostRuntime } from './runtime';
 import { completedEarlier } from './save-step';
@@ -85,8 +86,9 @@ export async function captureLive(runtime: HostRuntime, req: LiveCaptureRequest)
     // right before each stop); then per VM, at once: freeze, snapshot at T + gap. Each VM's outcome is
     // awaited before a failure is reported, so no snapshot is still starting when the undo path runs.
     const barrier = { cluster: req.cluster, checkpointId: req.checkpointId, runId: req.runId, vms: todo.map((r) => r.name), pauseBoundMs: req.pauseBoundMs, notBefore: req.pauseAt };
+    const marks = req.barrierHosts ? new StoreBarrier(req, runtime.hostId, req.barrierHosts, todo.length) : undefined;
     const outcomes = await pauseAtBarrier(runtime, barrier, (record, _qmp, stopped) =>
-      afterStop(runtime, req, { record, stopped, write: prepared.get(record.name) as LiveWrite, receivedAt }).then(
+      afterStop(runtime, req, { record, stopped, write: prepared.get(record.name) as LiveWrite, receivedAt, marks }).then(
         (value) => ({ ok: true as const, value }),
         (error: unknown) => ({ ok: false as const, error }),
       ),
@@ -131,18 +133,24 @@ interface Stopped {
   stopped: RunStateChange;
   write: LiveWrite;
   receivedAt: number;
+  /** The store barrier, when the workflow asked for one. */
+  marks: StoreBarrier | undefined;
 }
 
 /** Right after a VM's stop: freeze, then the snapshot at T + gap (QEMU resumes the guest); the lease is released on its RESUME. */
-async function afterStop(runtime: HostRuntime, req: LiveCaptureRequest, { record, stopped, write, receivedAt }: Stopped): Promise<LiveCaptured> {
+async function afterStop(runtime: HostRuntime, req: LiveCaptureRequest, { record, stopped, write, receivedAt, marks }: Stopped): Promise<LiveCaptured> {
   if (write.captured) return write.captured;
   const vm = record.name;
+  marks?.stopped();
   try {
     const consoleOffset = consoleSize(record);
     const frozen = await freezeVm(runtime, req, record);
     await testHook('live:before-snapshot', vm);
     const lease = runtime.watchdog.check(record, req.checkpointId, req.runId);
-    const snapshot = await write.prepared.start(Math.min(req.snapshotAt, lease.deadline));
+    const latest = Math.min(req.snapshotAt, lease.deadline);
+    // Every host marked its VMs stopped: start now; otherwise at T + gap, and the cut check decides.
+    const start = marks && (await marks.wait(latest, vm)) === 'marked' ? undefined : latest;
+    const snapshot = await write.prepared.start(start);
     write.snapshot = snapshot;
     runtime.watchdog.release(record, req.checkpointId);
     const captured: LiveCaptured = {
@@ -170,6 +178,8 @@ async function afterStop(runtime: HostRuntime, req: LiveCaptureRequest, { record
 
 /** Joins the background writes: each file complete, fsynced, renamed into place, with its sidecar. */
 export async function finishLiveWrites(runtime: HostRuntime, req: LiveFinishRequest, report: (vm: string, done: number, total: number) => void): Promise<SavedState[]> {
+  // Every host's capture is over (the workflow saw them all): the barrier's marks are not needed any more.
+  await clearBarrierMark(req, runtime.hostId);
   return Promise.all(
     req.vms.map(async (vm) => {
       const record = runtime.requireVm(req.cluster, vm);
@@ -244,6 +254,7 @@ function writeFailure(vm: string, err: unknown): ApplicationFailure {
  * write protection only on completion), then every file is removed. Never throws for one VM.
  */
 export async function cancelLiveWrites(runtime: HostRuntime, req: LiveCancelRequest): Promise<ResumeReport> {
+  await clearBarrierMark(req, runtime.hostId);
   const report: ResumeReport = { resumed: [], failed: [] };
   await Promise.all(
     req.vms.map(async (vm) => {

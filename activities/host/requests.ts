@@ -211,6 +211,11 @@ export const liveCaptureRequestSchema = pauseRequestSchema
      * the gap after pauseAt lets a host that stops a little late still stop before any guest runs again.
      */
     snapshotAt: epochMs,
+    /**
+     * Every host of the cut: a host starts its snapshots as soon as all of them have marked their VMs
+     * stopped in the checkpoint folder (live-barrier.ts), snapshotAt at the latest.
+     */
+    barrierHosts: z.array(nameSchema).min(1).max(1024).optional(),
   })
   .strict();
 
