@@ -101,13 +101,16 @@ export class VccrClient {
     return this.operations.follow(handle, watch);
   }
 
-  async checkpoint(cluster: string, options: WatchOptions & { checkpointId?: string } = {}): Promise<CheckpointResult | (Started & { checkpointId: string })> {
+  /** `live: true`: the guests pause only to fix the cut (milliseconds); their RAM is written while they run. */
+  async checkpoint(cluster: string, options: WatchOptions & { checkpointId?: string; live?: boolean } = {}): Promise<CheckpointResult | (Started & { checkpointId: string })> {
     this.validate(() => parseOrThrow(nameSchema, cluster, 'cluster name'));
     if (options.checkpointId !== undefined) this.validate(() => parseOrThrow(checkpointIdSchema, options.checkpointId, 'checkpoint id'));
     const checkpointId = options.checkpointId ?? defaultCheckpointId(Date.now(), randomBytes(8).toString('hex'));
     const state = await this.refuseIfBusy(cluster);
-    const text = checkpointText(viewOf(state), checkpointId, 'stop');
-    const handle = await this.operations.start('checkpointCluster', checkpointWorkflowId(cluster, checkpointId), [{ cluster, checkpointId }], text);
+    const mode: 'stop' | 'live' = options.live ? 'live' : 'stop';
+    const text = checkpointText(viewOf(state), checkpointId, mode);
+    const input = { cluster, checkpointId, ...(options.live ? { mode } : {}) };
+    const handle = await this.operations.start('checkpointCluster', checkpointWorkflowId(cluster, checkpointId), [input], text);
     const result = await this.operations.follow(handle, options);
     return 'workflowId' in result ? { ...result, checkpointId } : result;
   }

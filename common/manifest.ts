@@ -7,6 +7,8 @@ import { checkpointIdSchema, nameSchema } from './names';
 import { clusterSpecSchema, resolvedVmSchema, stateCodecSchema } from './spec';
 
 const epochMs = z.number().int().nonnegative();
+/** QEMU event timestamps: epoch ms with µs resolution. */
+const eventMs = z.number().nonnegative();
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 const phaseTiming = z.object({ start: epochMs, end: epochMs });
 /** File names inside the checkpoint folder: never a path, so a manifest cannot point outside it. */
@@ -28,7 +30,15 @@ export const manifestVmSchema = z
     disks: z.array(z.object({ id: nameSchema, frozen: z.string(), backing: z.array(z.string()) }).strict()),
     console: z.object({ path: z.string(), offsetAtPause: z.number().int().nonnegative() }).strict().optional(),
     timings: z
-      .object({ pausedAt: epochMs, frozenAt: epochMs.optional(), saveStartedAt: epochMs, savedAt: epochMs })
+      .object({
+        pausedAt: epochMs,
+        frozenAt: epochMs.optional(),
+        saveStartedAt: epochMs,
+        savedAt: epochMs,
+        /** Live mode: QEMU's STOP and RESUME event times (host clock, µs resolution); the snapshot is the VM's state in between. */
+        stoppedAt: eventMs.optional(),
+        resumedAt: eventMs.optional(),
+      })
       .strict(),
   })
   .strict();
@@ -45,6 +55,10 @@ export const manifestSchema = z
     createdAt: z.string(),
     committedAt: z.string(),
     spec: clusterSpecSchema,
+    /** How it was taken (absent in manifests written before live mode: stop). */
+    mode: z.enum(['stop', 'live']).optional(),
+    /** Live mode: the inputs of the cut check that let it commit (workflows/live-cut.ts). */
+    cut: z.object({ lastStopAt: eventMs, firstResumeAt: eventMs, toleranceMs: z.number().int().nonnegative(), marginMs: z.number() }).strict().optional(),
     vms: z.array(manifestVmSchema).min(1),
     phases: z
       .object({ prepare: phaseTiming, pause: phaseTiming, freeze: phaseTiming, save: phaseTiming, commit: z.object({ start: epochMs }) })

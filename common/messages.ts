@@ -97,6 +97,8 @@ export type VmPhaseState =
   | 'freezing'
   | 'frozen'
   | 'saving'
+  /** Live mode: running again while its RAM is written in the background. */
+  | 'writing'
   | 'saved'
   | 'resuming'
   | 'verifying'

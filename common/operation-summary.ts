@@ -46,12 +46,15 @@ export function launchText(view: ClusterView, vms: Record<string, { memoryMiB: n
   };
 }
 
-export function checkpointText(view: ClusterView, checkpointId: string, mode: 'stop'): OperationText {
+export function checkpointText(view: ClusterView, checkpointId: string, mode: 'stop' | 'live'): OperationText {
+  const how =
+    mode === 'live'
+      ? 'every VM is paused for an instant, its disks frozen and its RAM snapshotted; it runs again at once while its RAM is written (a consistent cut, checked from the hosts\' STOP/RESUME times)'
+      : 'every VM is paused, its disks frozen and its state saved, then all are resumed together (a consistent cut)';
   return {
     summary: `checkpoint ${view.cluster} ${checkpointId} · ${vmsOnHosts(view.placement)} · ${mode}`,
     details:
-      `**Checkpoint** \`${checkpointId}\` of cluster **${view.cluster}**, mode **${mode}**: every VM is paused, ` +
-      `its disks frozen and its state saved, then all are resumed together (a consistent cut).\n\n` +
+      `**Checkpoint** \`${checkpointId}\` of cluster **${view.cluster}**, mode **${mode}**: ${how}.\n\n` +
       `${vmTable(view.placement, [['state file', (vm) => `\`${checkpointId}/${vm}.state\``]])}\n\n` +
       `Checkpoint folder: \`${view.store}/${view.cluster}/${checkpointId}/\``,
   };

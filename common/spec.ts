@@ -82,6 +82,16 @@ export const clusterSpecSchema = z
     store: absolutePathSchema,
     /** The longest the cluster may stay paused during a checkpoint before it is resumed and the checkpoint fails. */
     pauseBoundSeconds: z.number().int().min(1).max(3600).default(120),
+    /**
+     * Live checkpoints: how far apart the hosts' clocks may be (NTP/PTP on a LAN). The cut check requires this
+     * margin between STOP and RESUME times taken on different hosts; a host provably further off is refused.
+     */
+    clockToleranceMs: z.number().int().min(0).max(1000).default(5),
+    /**
+     * Live checkpoints: how long after the pause instant the snapshots start (each guest's pause includes it);
+     * default 2 × clockToleranceMs + 90. Lower it on quiet hosts whose stops land within a few ms of the instant.
+     */
+    liveSnapshotGapMs: z.number().int().min(0).max(10_000).optional(),
     /** Compress state files (zstd) when the store, not QEMU, is the bottleneck; off by default. */
     stateCompression: stateCodecSchema.optional(),
     hosts: z.record(nameSchema, hostSpecSchema).refine((h) => Object.keys(h).length >= 1 && Object.keys(h).length <= 256, {

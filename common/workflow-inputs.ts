@@ -11,6 +11,11 @@ export const checkpointInputSchema = z
     cluster: nameSchema,
     /** Defaults to ck-<UTC date>-<time>-<random>. */
     checkpointId: checkpointIdSchema.optional(),
+    /**
+     * stop: every VM is paused until its RAM is on disk. live: paused only to fix the cut (a few ms to tens of
+     * ms), RAM written while the guests run (QEMU background-snapshot); see ARCHITECTURE.md "Live checkpoints".
+     */
+    mode: z.enum(['stop', 'live']).default('stop'),
   })
   .strict();
 

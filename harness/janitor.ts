@@ -155,7 +155,28 @@ export async function killRecordedVms(stateDir: string): Promise<string[]> {
       } catch {
         // no record, or not ours
       }
+      await killLiveWriters(join(stateDir, cluster, vm, 'live'));
     }
   }
   return killed;
+}
+
+/** Detached live writers (activities/host/live-writer) still running in a VM's `live` folder. */
+async function killLiveWriters(dir: string): Promise<void> {
+  let files: string[];
+  try {
+    files = readdirSync(dir).filter((f) => f.endsWith('.status.json'));
+  } catch {
+    return;
+  }
+  for (const f of files) {
+    try {
+      const status = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { pid?: unknown; startTime?: unknown };
+      if (typeof status.pid !== 'number' || typeof status.startTime !== 'string') continue;
+      const id = { pid: status.pid, startTime: status.startTime };
+      if (isAlive(id)) await terminate(id, 'SIGKILL', 2000);
+    } catch {
+      // unreadable: not a writer we can identify
+    }
+  }
 }

@@ -49,6 +49,11 @@ const CASES: HistoryCase[] = [
     return { cluster: FAILING, checkpointId: 'ck-failed' };
   }, 'failed'),
   operation('checkpoint-stop', 'checkpoint in stop mode: capture (pause, freeze disks, start saves), saves joined (each VM resumed once saved), commit', 'checkpointCluster', () => ({ cluster: MAIN, checkpointId: 'ck-stop' })),
+  operation('checkpoint-live', 'checkpoint in live mode: prepare, live writers, timed capture (stop, freeze, background snapshot), cut check, write, commit', 'checkpointCluster', () => ({
+    cluster: MAIN,
+    checkpointId: 'ck-live',
+    mode: 'live' as const,
+  })),
   { name: 'cluster-record-continued', what: 'the cluster record of `rec` up to a continue-as-new (launch, checkpoint)', run: (r) => r.rollover('cluster-record-continued', MAIN) },
   operation('inspect', 'inspect (every VM as its host sees it)', 'inspectCluster', () => ({ cluster: MAIN })),
   operation('list', 'list checkpoints', 'listCheckpoints', () => ({ cluster: MAIN })),

@@ -218,13 +218,13 @@ export async function finishSaves(run: CheckpointRun): Promise<Saved> {
 }
 
 /** The manifest, written atomically: from now on the checkpoint exists. Returns its path. */
-export async function commit(run: CheckpointRun, reports: PhaseReports, notAfter: number): Promise<string> {
+export async function commit(run: CheckpointRun, reports: PhaseReports, notAfter?: number): Promise<string> {
   run.progress.phase('commit');
   const manifest = buildManifest(run, reports, run.progress.state, Date.now());
   // The leases hold until the pause window ends (their deadlines are later than this): commit only inside it.
   const { path } = await withSummary(run.controller.local, `commit ${run.checkpointId}: manifest of ${manifest.vms.length} VMs, ${formatBytes(manifest.totalBytes)}`).commitCheckpoint({
     manifest,
-    notAfter,
+    ...(notAfter !== undefined ? { notAfter } : {}),
   });
   return path;
 }

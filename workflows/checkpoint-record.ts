@@ -6,7 +6,8 @@ import type { PhaseTiming } from '../common/messages';
 import type { ClusterSpec } from '../common/spec';
 import { spread } from '../common/stats';
 import { storeLayout } from '../common/store-layout';
-import type { FrozenVm, PrepareReport, ResumeReport, SavedState, VmTimestamp } from '../activities/host/types';
+import type { FrozenVm, LiveCaptured, PrepareReport, ResumeReport, SavedState, VmTimestamp } from '../activities/host/types';
+import type { CutVerdict } from './live-cut';
 import type { HostOutcome } from './barriers';
 import { reasonOf } from './validate';
 
@@ -40,6 +41,8 @@ export interface PhaseReports {
   paused: Map<string, VmTimestamp[]>;
   frozen: Map<string, FrozenVm[]>;
   saved: Map<string, SavedState[]>;
+  /** Live mode: each host's STOP/RESUME times and the cut check that accepted them. */
+  live?: { captured: Map<string, LiveCaptured[]>; cut: Extract<CutVerdict, { ok: true }> };
 }
 
 /** The operation's clock: when it started, and each phase's start and end so far. */
@@ -63,6 +66,9 @@ export function buildManifest(id: CheckpointIdentity, reports: PhaseReports, clo
   vms.sort((a, b) => a.name.localeCompare(b.name));
   const ph = clock.phases;
   const timing = (name: string) => ({ start: ph[name]?.start ?? 0, end: ph[name]?.end ?? ph[name]?.start ?? 0 });
+  // Live mode has one capture phase (pause and freeze inside it) and a write phase instead of the save.
+  const live = reports.live;
+  const { lastStopAt, firstResumeAt, toleranceMs, marginMs } = live?.cut ?? { lastStopAt: 0, firstResumeAt: 0, toleranceMs: 0, marginMs: 0 };
   return {
     format: 'vccr-checkpoint',
     version: 1,
@@ -73,14 +79,16 @@ export function buildManifest(id: CheckpointIdentity, reports: PhaseReports, clo
     createdAt: new Date(clock.startedAt).toISOString(),
     committedAt: new Date(now).toISOString(),
     spec: id.spec,
+    mode: live ? 'live' : 'stop',
+    ...(live ? { cut: { lastStopAt, firstResumeAt, toleranceMs, marginMs } } : {}),
     vms,
     phases: {
       prepare: timing('prepare'),
       // The disks are frozen inside the capture step, on each host right after its VMs' stops (executions
-      // started before protocol v2 had pause and freeze phases of their own).
+      // started before protocol v2 had pause and freeze phases of their own); live mode writes in 'write'.
       pause: timing(ph['capture'] ? 'capture' : 'pause'),
       freeze: timing(ph['capture'] ? 'capture' : 'freeze'),
-      save: timing('save'),
+      save: timing(live ? 'write' : 'save'),
       commit: { start: ph['commit']?.start ?? now },
     },
     totalBytes: vms.reduce((sum, vm) => sum + vm.state.size, 0),
@@ -93,6 +101,7 @@ function manifestVm(host: string, report: PrepareReport, vm: PrepareReport['vms'
   const save = byName(reports.saved.get(host));
   if (!pause || !save) throw ApplicationFailure.nonRetryable(`no pause or save result for VM ${vm.name}`, 'InternalError');
   const freeze = byName(reports.frozen.get(host));
+  const live = byName(reports.live?.captured.get(host));
   return {
     name: vm.name,
     host,
@@ -113,6 +122,7 @@ function manifestVm(host: string, report: PrepareReport, vm: PrepareReport['vms'
       ...(freeze ? { frozenAt: freeze.at } : {}),
       saveStartedAt: save.startedAt,
       savedAt: save.finishedAt,
+      ...(live ? { stoppedAt: live.stoppedAt, resumedAt: live.resumedAt } : {}),
     },
   };
 }

@@ -2,13 +2,16 @@
 // (checkpoint-phases.ts):
 //   prepare → capture (pause barrier; hosts freeze disks and start saves on their own) →
 //   finishSaves (each VM resumes once its own state is durable) → commit (manifest) → finish
+// Mode 'live' runs checkpoint-live.ts instead: prepare → capture → cut check → write → commit → finish.
 // Until the commit, any failure — an activity error, a dead host, the pause bound running out, a cancel —
 // runs undo: resume every VM that may still be paused, remove the partial files, record why it failed.
-import { patched } from '@temporalio/workflow';
+import { log, patched } from '@temporalio/workflow';
 import { checkpointInputSchema, type CheckpointInput } from '../common/workflow-inputs';
 import { validateInput } from './validate';
 import { begin, capture, commit, finish, finishSaves, PauseBound, prepare, undo } from './checkpoint-phases';
 import { checkpointResult, type CheckpointResult } from './checkpoint-record';
+import { cancelLiveWrites, liveProtocol } from './checkpoint-live';
+import type { CheckpointRun } from './checkpoint-phases';
 import { checkpointV1 } from './checkpoint-v1';
 
 /** Marks executions that run protocol v2; those started before it replay the v1 phases (checkpoint-v1.ts). */
@@ -20,6 +23,8 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
   const input = validateInput(checkpointInputSchema, rawInput, 'checkpointCluster');
   const run = await begin(input);
   const bound = new PauseBound(run);
+  // Live mode did not exist before the patch: its executions never take the v1 phases.
+  if (input.mode === 'live') return liveCheckpoint(run, bound);
   if (!patched(STOP_CAPTURE_V2)) return checkpointV1(run, bound);
   let committed;
   try {
@@ -40,4 +45,20 @@ export async function checkpointCluster(rawInput: CheckpointInput): Promise<Chec
   const { manifestPath, captured, saved } = committed;
   await finish(run, saved.resumed);
   return checkpointResult(run, { manifestPath, placement: run.placement, paused: captured.paused, saved: saved.states }, saved.resumed, run.progress.state);
+}
+
+/** Mode live (checkpoint-live.ts): the guests pause only to fix the cut; their RAM is written while they run. */
+async function liveCheckpoint(run: CheckpointRun, bound: PauseBound): Promise<CheckpointResult> {
+  let committed;
+  const writers = { started: false };
+  try {
+    committed = await bound.enforce(() => liveProtocol(run, bound, writers));
+  } catch (err) {
+    const leftovers = await cancelLiveWrites(run, writers.started);
+    if (leftovers.length) log.error('live writes could not be cleaned up', { leftovers });
+    throw await undo(run, bound, err);
+  }
+  await finish(run, committed.resumed);
+  const { manifestPath, paused, saved, resumed } = committed;
+  return checkpointResult(run, { manifestPath, placement: run.placement, paused, saved }, resumed, run.progress.state);
 }

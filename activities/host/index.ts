@@ -5,6 +5,7 @@ import { inspectVms, stopVms, ensureVmsGone } from './lifecycle';
 import { prepareCheckpoint, pauseVms, freezeDisks, resumeVms } from './checkpoint-steps';
 import { saveVmStates } from './save-step';
 import { captureVms, finishSaves } from './capture-step';
+import { cancelLiveWrites, captureLive, finishLiveWrites, prepareLive } from './live-capture';
 import { launchVms, verifyStateFiles, loadVmStates } from './restore-steps';
 import { compactDisks } from './compact';
 import { ProgressReporter, type SignalProgress } from './progress';
@@ -27,6 +28,10 @@ import {
   verifyStateRequestSchema,
   vmRefSchema,
   compactRequestSchema,
+  liveCancelRequestSchema,
+  liveCaptureRequestSchema,
+  liveFinishRequestSchema,
+  livePrepareRequestSchema,
 } from './requests';
 
 export function createHostActivities(runtime: HostRuntime, signalProgress: SignalProgress) {
@@ -52,6 +57,10 @@ export function createHostActivities(runtime: HostRuntime, signalProgress: Signa
     captureVms: validated('captureVms', captureRequestSchema, (req) => captureVms(runtime, req, new ProgressReporter(req.progressWorkflowId, signalProgress))),
     finishSaves: validated('finishSaves', finishSavesRequestSchema, (req) => finishSaves(runtime, req, new ProgressReporter(req.progressWorkflowId, signalProgress))),
     resumeVms: validated('resumeVms', resumeRequestSchema, (req) => resumeVms(runtime, req)),
+    prepareLive: validated('prepareLive', livePrepareRequestSchema, (req) => prepareLive(runtime, req)),
+    captureLive: validated('captureLive', liveCaptureRequestSchema, (req) => captureLive(runtime, req)),
+    finishLiveWrites: validated('finishLiveWrites', liveFinishRequestSchema, (req) => reporting(req, (report) => finishLiveWrites(runtime, req, report))),
+    cancelLiveWrites: validated('cancelLiveWrites', liveCancelRequestSchema, (req) => cancelLiveWrites(runtime, req)),
     verifyStateFiles: validated('verifyStateFiles', verifyStateRequestSchema, (req) => verifyStateFiles(runtime, req)),
     compactDisks: validated('compactDisks', compactRequestSchema, (req) => compactDisks(runtime, req)),
     loadVmStates: validated('loadVmStates', loadRequestSchema, (req) => reporting(req, (report) => loadVmStates(runtime, req, report))),

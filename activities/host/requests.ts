@@ -196,3 +196,34 @@ export const compactRequestSchema = z
     keep: z.array(absolutePathSchema).max(100_000),
   })
   .strict();
+
+// ---- live checkpoints (activities/host/live-capture.ts) ----
+
+/** The timed capture: a pause request with its plan (when to stop, when to snapshot) and the store. */
+export const liveCaptureRequestSchema = pauseRequestSchema
+  .omit({ notBefore: true })
+  .extend({
+    store: absolutePathSchema,
+    /** Epoch ms (host clock) to issue `stop` at: every host pauses together. */
+    pauseAt: epochMs,
+    /**
+     * Epoch ms (host clock) to start the snapshots at, after the freeze (QEMU resumes each guest right after):
+     * the gap after pauseAt lets a host that stops a little late still stop before any guest runs again.
+     */
+    snapshotAt: epochMs,
+    /**
+     * Every host of the cut: a host starts its snapshots as soon as all of them have marked their VMs
+     * stopped in the checkpoint folder (live-barrier.ts), snapshotAt at the latest.
+     */
+    barrierHosts: z.array(nameSchema).min(1).max(1024).optional(),
+  })
+  .strict();
+
+/** Sets up each VM's snapshot (detached writer, relay, capabilities) while the guests run; the same fields as a freeze. */
+export const livePrepareRequestSchema = freezeRequestSchema;
+
+/** Joins the background writes: a save request without compression (a live state file is raw). */
+export const liveFinishRequestSchema = saveRequestSchema.omit({ compression: true }).strict();
+
+/** Drains and removes the live writes of a failed checkpoint. */
+export const liveCancelRequestSchema = freezeRequestSchema;

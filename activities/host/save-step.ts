@@ -73,7 +73,7 @@ export async function saveVmState(
 }
 
 /** The save of this run whose result was lost (the sidecar says so and the file has its size). */
-function completedEarlier(file: string, runId: string): Omit<SavedState, 'name' | 'file'> | undefined {
+export function completedEarlier(file: string, runId: string): Omit<SavedState, 'name' | 'file'> | undefined {
   const sidecar = `${file}.json`;
   if (!existsSync(file) || !existsSync(sidecar)) return undefined;
   const done = savedSidecarSchema.safeParse(JSON.parse(readFileSync(sidecar, 'utf8')));

@@ -152,3 +152,25 @@ export interface ResumeReport {
 // ---- merging disk layers (compact.ts) ----
 
 export type CompactRequest = z.infer<typeof requests.compactRequestSchema>;
+
+// ---- live checkpoints (live-capture.ts) ----
+
+export type LiveCaptureRequest = z.infer<typeof requests.liveCaptureRequestSchema>;
+export type LivePrepareRequest = z.infer<typeof requests.livePrepareRequestSchema>;
+export type LiveFinishRequest = z.infer<typeof requests.liveFinishRequestSchema>;
+export type LiveCancelRequest = z.infer<typeof requests.liveCancelRequestSchema>;
+
+export interface LiveCaptured {
+  name: string;
+  /** QEMU's STOP event time (epoch ms, this host's clock, µs resolution). */
+  stoppedAt: number;
+  /** QEMU's RESUME event time: the background snapshot resumed the guest here. */
+  resumedAt: number;
+  /** When `migrate` (background-snapshot) was sent. */
+  snapshotAt: number;
+  /** Its disks, frozen inside the pause (undefined: no disks). */
+  frozen: FrozenVm;
+  /** Epoch ms when the host received the step. */
+  receivedAt: number;
+  consoleOffset?: number;
+}

@@ -6,5 +6,6 @@ import { guestSection } from './guest';
 import { ramSection } from './ram';
 import { tinySection } from './tiny';
 import { protectBenchSection } from './protect';
+import { liveSection, liveTinySection } from './live';
 
-export const SECTIONS: RegisteredSection[] = [guestSection, ramSection, diskSection, tinySection, protectBenchSection];
+export const SECTIONS: RegisteredSection[] = [guestSection, ramSection, liveSection, diskSection, tinySection, liveTinySection, protectBenchSection];

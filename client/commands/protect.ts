@@ -77,7 +77,7 @@ export const protect: Command = {
     'schedule; --off deletes it and stops the watch (checkpoints are kept).',
   options: {
     every: { type: 'string', value: 'DURATION', text: 'time between checkpoints (30s, 10m, 2h, 1d)' },
-    live: { type: 'boolean', text: 'live checkpoints, where this version has them' },
+    live: { type: 'boolean', text: 'live checkpoints: the VMs pause for milliseconds, RAM is written while they run' },
     'keep-last': { type: 'string', value: 'N', text: 'keep the N newest checkpoints (default 6 if no --keep-* is given)' },
     'keep-hourly': { type: 'string', value: 'N', text: 'keep the newest checkpoint of each of the N most recent hours that have one' },
     'keep-daily': { type: 'string', value: 'N', text: 'keep the newest checkpoint of each of the N most recent days that have one' },

@@ -3,7 +3,7 @@
 // state; the end-state checks every case makes; and the report RELIABILITY.md's figures come from.
 import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { TestBed, REPO_ROOT, guestImageDir } from '../../harness/testbed';
 import { consoleSize, readConsole, ringErrors, ringTokens, waitForConsole } from '../../harness/console';
@@ -271,5 +271,15 @@ export async function waitForHook(bed: TestBed, target: string, point: string, t
   while (!bed.hooksReached(target).some((r) => r.point === point)) {
     if (Date.now() > deadline) throw new Error(`${target} never reached hook ${point}`);
     await sleep(20);
+  }
+}
+
+/** Something else takes the space of a store: leaves about 20 MiB free (retrying smaller while a write goes on). */
+export function takeTheSpace(store: string, ballast: string): void {
+  for (let leave = 20; ; leave += 8) {
+    const free = Number(execFileSync('df', ['--output=avail', '-B1', store], { encoding: 'utf8' }).split('\n')[1]);
+    const size = Math.max(1, free - leave * 1024 * 1024);
+    if (spawnSync('fallocate', ['-l', String(size), ballast]).status === 0) return;
+    assert.ok(leave < 200, 'could not take the space away');
   }
 }

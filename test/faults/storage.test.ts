@@ -4,7 +4,7 @@
 // outside the store): restart refuses before touching anything, naming the bad file.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, openSync, readFileSync, readdirSync, rmSync, statSync, closeSync, writeSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestBed, guestImageDir } from '../../harness/testbed';
@@ -12,7 +12,7 @@ import { Tmpfs } from '../../harness/tmpfs';
 import { waitForConsole } from '../../harness/console';
 import { sleep } from '../../node/proc';
 import type { ClusterSpecInput } from '../../common/spec';
-import { CHECKPOINT_PHASES, random, report, RUNS } from './fault-bed';
+import { CHECKPOINT_PHASES, random, report, RUNS, takeTheSpace } from './fault-bed';
 import { outcomeOf, waitForPhase } from './waits';
 
 let bed: TestBed;
@@ -101,14 +101,8 @@ describe('checkpoint into a bad store fails cleanly', () => {
       assert.ok('workflowId' in r);
       await waitForPhase(bed, r.workflowId, CHECKPOINT_PHASES, 'capture');
       await sleep(random(0, 100));
-      // Something else takes the space: leave 20 MiB, less than the VM's state.
-      // (The save is already writing, so the free space shrinks while we look: retry a little smaller.)
-      for (let leave = 20; ; leave += 8) {
-        const free = Number(execFileSync('df', ['--output=avail', '-B1', tmp.path], { encoding: 'utf8' }).split('\n')[1]);
-        const size = Math.max(1, free - leave * 1024 * 1024);
-        if (spawnSync('fallocate', ['-l', String(size), join(tmp.path, 'ballast')]).status === 0) break;
-        assert.ok(leave < 200, 'could not take the space away');
-      }
+      // Something else takes the space: leave about 20 MiB, less than the VM's state.
+      takeTheSpace(tmp.path, join(tmp.path, 'ballast'));
       const outcome = await outcomeOf(bed, r.workflowId);
       rmSync(join(tmp.path, 'ballast'));
       assert.match(outcome, /failed: checkpoint fill-\d of cluster filling failed in save: .*(ENOSPC|no space)/i);

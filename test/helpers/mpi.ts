@@ -122,3 +122,31 @@ export function expectedChecksum(ranks: number, iterations: number, words: numbe
   return checksum.toString(16).padStart(16, '0');
 }
 
+
+/**
+ * The MPI suites' scenario: the job (on `bed`, hosts a and b) is checkpointed mid-run (`live` or stop mode),
+ * runs on, every VM is killed, the cluster restarts from the checkpoint and the job finishes correctly.
+ * Returns lines for the test's diagnostics.
+ */
+export async function checkpointMpiMidRun(bed: TestBed, cluster: string, iterations: number, live: boolean): Promise<string[]> {
+  await bed.vccr.up(mpiSpec(bed, cluster, MPI_VMS, iterations));
+  const rank0 = bed.consoleLog('a', cluster, 'mpi0');
+  await waitForConsole(rank0, /^MPI ITER 15\/\d+ ok$/m, { timeoutMs: 300_000 });
+
+  const result = await bed.vccr.checkpoint(cluster, live ? { live: true } : {});
+  assert.ok('downtimeMs' in result);
+  const { manifest } = await bed.vccr.checkpoints.show(cluster, result.checkpointId);
+  assert.equal(manifest.mode, live ? 'live' : 'stop');
+  const atCheckpoint = mpiIterationAtCheckpoint(manifest);
+  assert.ok(atCheckpoint > 0 && atCheckpoint < iterations, `checkpointed mid-run (iteration ${atCheckpoint} of ${iterations})`);
+
+  // The job goes on after the checkpoint; then the whole cluster dies.
+  await waitForConsole(rank0, new RegExp(`^MPI ITER ${atCheckpoint + 10}/\\d+ ok$`, 'm'), { timeoutMs: 120_000 });
+  assert.equal((await bed.killAllVms()).length, 3);
+
+  await bed.vccr.restart(cluster, { checkpointId: result.checkpointId });
+  return [
+    `${live ? 'live' : 'stop'} checkpoint of the MPI cluster: downtime ${result.downtimeMs} ms, ${result.totalBytes} bytes`,
+    `after the restore: ${await assertMpiFinishedFrom(rank0, result.checkpointId, atCheckpoint, iterations)}`,
+  ];
+}

@@ -8,6 +8,7 @@
 //   pauseVm / resumeVm   stop / cont, timed by QEMU's STOP / RESUME events; waitUntil(at) for timed plans
 //   saveToStream         stop mode: a paused VM's state into our StateReceiver (file)
 //   loadFromStream       a state file into a QEMU started with `-incoming defer`
+//   inProcessSink        where a snapshot's stream goes (a draining relay + receiver); pluggable (SinkFactory)
 //   prepareBackgroundSnapshot live mode: set up before the pause; start(at) snapshots at that instant and
 //                             resolves at QEMU's RESUME; the guest runs while RAM is written (done, cancel)
 export {
@@ -37,4 +38,5 @@ export {
   type SnapshotResult,
   type SnapshotTimes,
 } from './snapshot';
+export { inProcessSink, type SinkFactory, type SnapshotSink } from './sink';
 export { loadFromStream, saveToStream, type LoadOptions, type SaveOptions, type StreamOptions, type StreamResult } from './stream';

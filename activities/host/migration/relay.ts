@@ -35,6 +35,11 @@ export class DrainingRelay {
     return this.#bytes;
   }
 
+  /** QEMU has connected (from then on only draining to its end is safe, never closing). */
+  get connected(): boolean {
+    return this.#upstream !== undefined;
+  }
+
   /** Why the stream stopped being passed on, once it did. */
   get dropped(): Error | undefined {
     return this.#dropped;

@@ -9,12 +9,12 @@
 import { rm } from 'node:fs/promises';
 import type { QmpClient, QmpEvent } from '../../qmp';
 import { hostNow, qemuEventTime } from '../clock';
-import { StateReceiver, type TransferResult } from '../transfer';
+import type { TransferResult } from '../transfer';
 import { configureMigration, isActiveStatus, migrationInfo, MigrationWatch, qmpFailure, UNLIMITED_BANDWIDTH, type MigrationEnd } from './control';
 import { MigrationError, messageOf } from './errors';
-import { DrainingRelay } from './relay';
 import { waitUntil } from './runstate';
-import { endError, settled, startReceiver, type Settled } from './stream';
+import { inProcessSink, type SinkFactory, type SnapshotSink } from './sink';
+import { endError, settled, type Settled } from './stream';
 
 export interface BackgroundSnapshotOptions {
   vm: string;
@@ -26,6 +26,8 @@ export interface BackgroundSnapshotOptions {
   onProgress?: (bytes: number) => void;
   /** How long QEMU may take to resume the guest after `migrate` (default 30 s). */
   resumeTimeoutMs?: number;
+  /** Where the stream goes (default: a relay and receiver in this process). */
+  sink?: SinkFactory;
 }
 
 export interface SnapshotTimes {
@@ -87,16 +89,11 @@ export async function prepareBackgroundSnapshot(qmp: QmpClient, options: Backgro
   const { vm } = options;
   await requireSnapshotable(qmp, vm);
   await configureMigration(qmp, vm, { events: true, backgroundSnapshot: true, maxBandwidth: UNLIMITED_BANDWIDTH });
-  const receiver = new StateReceiver(`${options.socketPath}.rx`, options.file);
-  await startReceiver(receiver, vm, options.file);
-  const relay = new DrainingRelay(options.socketPath, `${options.socketPath}.rx`);
-  const parts: Parts = { qmp, vm, options, receiver, relay, watch: undefined, end: undefined };
-  try {
-    await relay.start();
-  } catch (err) {
-    await abandon(parts, err);
+  const sink = await (options.sink ?? inProcessSink)(vm, options.socketPath, options.file).catch(async (err: unknown) => {
+    await switchOff({ qmp, vm });
     throw err;
-  }
+  });
+  const parts: Parts = { qmp, vm, options, sink, watch: undefined, end: undefined };
   let used = false;
   const claim = (): void => {
     if (used) throw new MigrationError('this snapshot was already started or discarded', { vm, kind: 'wrong-state' });
@@ -202,8 +199,7 @@ interface Parts {
   qmp: QmpClient;
   vm: string;
   options: BackgroundSnapshotOptions;
-  receiver: StateReceiver;
-  relay: DrainingRelay;
+  sink: SnapshotSink;
   /** Set when the snapshot starts. */
   watch: MigrationWatch | undefined;
   /** QEMU's verdict, from the moment `migrate` was sent. */
@@ -212,21 +208,21 @@ interface Parts {
 
 function handle(parts: Parts, times: SnapshotTimes): BackgroundSnapshot {
   let cancelled = false;
-  const progress = parts.options.onProgress ? setInterval(() => parts.options.onProgress?.(parts.relay.bytes), 1000) : undefined;
+  const progress = parts.options.onProgress ? setInterval(() => parts.options.onProgress?.(parts.sink.bytes), 1000) : undefined;
   const done = finish(parts, () => cancelled).finally(() => clearInterval(progress));
   done.catch(() => undefined);
   return {
     vm: parts.vm,
     times,
     done,
-    bytes: () => parts.relay.bytes,
+    bytes: () => parts.sink.bytes,
     ramProgress: async () => {
       const { ram } = await migrationInfo(parts.qmp, parts.vm);
       return ram && { total: ram.total, remaining: ram.remaining, transferred: ram.transferred };
     },
     cancel: async () => {
       cancelled = true;
-      parts.relay.drop(new Error('snapshot cancelled'));
+      parts.sink.drop(new Error('snapshot cancelled'));
       await done.catch(() => undefined);
     },
   };
@@ -234,18 +230,18 @@ function handle(parts: Parts, times: SnapshotTimes): BackgroundSnapshot {
 
 /** Waits for QEMU's verdict and our file; anything but both succeeding removes the file. */
 async function finish(parts: Parts, isCancelled: () => boolean): Promise<SnapshotResult> {
-  const { vm, relay, receiver } = parts;
+  const { vm, sink } = parts;
   try {
-    const received = settled(receiver.done);
+    const received = settled(sink.done);
     const verdict = await (parts.end ?? settled(Promise.reject(new Error('the snapshot never started'))));
     if (!verdict.ok) throw verdict.error;
     const end = verdict.value;
-    await relay.ended;
+    await sink.ended;
     const transfer = await received;
     if (isCancelled()) throw new MigrationError('snapshot cancelled; the guest runs on', { vm, kind: 'cancelled', status: end.status });
-    if (relay.dropped || !transfer.ok) {
+    if (sink.dropped || !transfer.ok) {
       // The receiver's own error (ENOSPC, EIO) says more than the relay's view of it (a reset).
-      const why = transfer.ok ? relay.dropped : transfer.error;
+      const why = transfer.ok ? sink.dropped : transfer.error;
       throw new MigrationError(`writing ${parts.options.file} failed (${messageOf(why)}); the guest runs on`, { vm, kind: 'receiver-failed', status: end.status, cause: why });
     }
     if (end.status !== 'completed') throw endError(vm, 'snapshot', end);
@@ -263,7 +259,7 @@ async function finish(parts: Parts, isCancelled: () => boolean): Promise<Snapsho
  * The capability outlives the snapshot in QEMU: left on, the next stop-mode `migrate` (by code that does
  * not set it) would be a background snapshot too, and resume the VM it was meant to keep paused.
  */
-async function switchOff(parts: Parts): Promise<void> {
+async function switchOff(parts: Pick<Parts, 'qmp' | 'vm'>): Promise<void> {
   await configureMigration(parts.qmp, parts.vm, { backgroundSnapshot: false }).catch(() => undefined);
 }
 
@@ -275,10 +271,9 @@ const DRAIN_LIMIT_MS = 120_000;
  * QEMU is done, then release our side and remove the file.
  */
 async function abandon(parts: Parts, err: unknown): Promise<void> {
-  parts.relay.drop(err instanceof Error ? err : new Error(String(err)));
+  parts.sink.drop(err instanceof Error ? err : new Error(String(err)));
   if (parts.end) await untilQemuDone(parts, parts.end);
-  parts.relay.close();
-  parts.receiver.abort(err);
+  parts.sink.close(err);
   parts.watch?.close();
   await rm(parts.options.file, { force: true });
   await switchOff(parts);

@@ -85,7 +85,7 @@ export class PauseWatchdog {
   }
 
   /** Refuses to go on with a checkpoint whose pause is no longer held (bound passed, or ended), or another run's. */
-  check(record: VmRecord, checkpointId: string, runId?: string): void {
+  check(record: VmRecord, checkpointId: string, runId?: string): PauseLease {
     const lease = this.read(record);
     if (!lease || lease.checkpointId !== checkpointId || lease.state !== 'held' || (runId !== undefined && lease.runId !== runId)) {
       throw ApplicationFailure.nonRetryable(
@@ -96,6 +96,7 @@ export class PauseWatchdog {
     if (hostNow() >= lease.deadline) {
       throw ApplicationFailure.nonRetryable(`the pause bound of VM ${record.name} has passed`, 'PauseBoundExceeded');
     }
+    return lease;
   }
 
   /** The VM is gone: drop its timer and lease. */

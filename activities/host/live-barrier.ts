@@ -1,0 +1,108 @@
+// The store barrier of a live capture. Each host marks in the checkpoint folder (on the shared store) that
+// every VM it captures is stopped; a host starts its snapshots — which resume its guests — as soon as every
+// host of the cut has marked, or at T + gap, whichever comes first. With the marks, every guest is stopped
+// before any guest runs again by causality through the store (a mark is written after its host's stops, read
+// before any resume), whatever the hosts' clocks say; the gap only bounds the wait for a host that is slow or
+// whose mark is not visible yet. Either way the workflow's cut check, from QEMU's own STOP/RESUME times,
+// decides whether the checkpoint commits.
+import { watch } from 'node:fs';
+import { mkdir, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { storeLayout } from '../../common/store-layout';
+import { testHook } from '../test-hooks';
+import { hostNow } from './clock';
+
+/**
+ * How often a waiting host reads the marks when no change notice came (a store without inotify, such as
+ * NFS): often enough to add little to a pause, rarely enough that 16 waiting hosts leave the CPU alone.
+ */
+const POLL_MS = 5;
+
+export interface BarrierRef {
+  store: string;
+  cluster: string;
+  checkpointId: string;
+  runId: string;
+}
+
+function barrierDir(ref: BarrierRef): string {
+  return join(storeLayout.checkpointDir(ref.store, ref.cluster, ref.checkpointId), '.live-barrier');
+}
+
+function markName(host: string, runId: string): string {
+  return `${host}.${runId}`;
+}
+
+export class StoreBarrier {
+  private remaining: number;
+  private marked: Promise<void> | undefined;
+
+  /** `hosts`: every host of the cut (this one included); `vms`: how many VMs this host stops. */
+  constructor(
+    private readonly ref: BarrierRef,
+    private readonly host: string,
+    private readonly hosts: readonly string[],
+    vms: number,
+  ) {
+    this.remaining = vms;
+  }
+
+  /** One of this host's VMs is stopped; the last one writes the host's mark. */
+  stopped(): void {
+    this.remaining -= 1;
+    if (this.remaining === 0) this.marked = this.mark();
+  }
+
+  private async mark(): Promise<void> {
+    const dir = barrierDir(this.ref);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFile(join(dir, markName(this.host, this.ref.runId)), '');
+  }
+
+  /** Resolves once every host has marked, or at `deadline` (host clock), whichever comes first. */
+  async wait(deadline: number, vm: string): Promise<'marked' | 'deadline'> {
+    // A test makes this host ignore the marks, so the gap alone decides (the negative control forced through).
+    const ignoreMarks = await testHook('live:barrier', vm).then(() => false, () => true);
+    if (ignoreMarks) return 'deadline';
+    const dir = barrierDir(this.ref);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const wanted = this.hosts.map((h) => markName(h, this.ref.runId));
+    const allMarked = async () => {
+      const present = new Set(await readdir(dir).catch(() => [] as string[]));
+      return wanted.every((m) => present.has(m));
+    };
+    // inotify tells at once where the store is local; the poll covers stores where it does not (NFS).
+    let wake: () => void = () => undefined;
+    const watcher = (() => {
+      try {
+        // An 'error' event (the folder removed meanwhile) must not end the worker: the poll carries on.
+        return watch(dir, () => wake()).on('error', () => undefined);
+      } catch {
+        return undefined;
+      }
+    })();
+    try {
+      while (hostNow() < deadline) {
+        if (this.marked) await this.marked.catch(() => undefined);
+        if (await allMarked()) return 'marked';
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.max(0, Math.min(POLL_MS, deadline - hostNow())));
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      return 'deadline';
+    } finally {
+      watcher?.close();
+    }
+  }
+}
+
+/** Removes this host's mark (and the folder once empty): called when the capture is over on every host. */
+export async function clearBarrierMark(ref: BarrierRef, host: string): Promise<void> {
+  const dir = barrierDir(ref);
+  await rm(join(dir, markName(host, ref.runId)), { force: true });
+  await rmdir(dir).catch(() => undefined);
+}
