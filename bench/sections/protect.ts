@@ -27,7 +27,8 @@ export interface ProtectBenchConfig {
   chainCheckpoints: number;
   recoveryReps: number;
 }
-export const PROTECT_QUICK: ProtectBenchConfig = { windowSec: 60, windows: 2, everySec: 30, chainCheckpoints: 30, recoveryReps: 2 };
+// Quick: one 45-s window per mode (a 30-s schedule fires at least once in it) and one recovery, to keep --quick within 8 minutes.
+export const PROTECT_QUICK: ProtectBenchConfig = { windowSec: 45, windows: 1, everySec: 30, chainCheckpoints: 30, recoveryReps: 1 };
 export const PROTECT_FULL: ProtectBenchConfig = { windowSec: 150, windows: 3, everySec: 30, chainCheckpoints: 30, recoveryReps: 5 };
 
 /** The watch settings recovery_ms is measured with (the defaults add ~13 s of grace and polling). */
