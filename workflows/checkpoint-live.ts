@@ -9,7 +9,7 @@ import { ApplicationFailure, CancellationScope, log } from '@temporalio/workflow
 import type { Duration } from '@temporalio/common';
 import type { LiveCaptured, SavedState, VmTimestamp } from '../activities/host/types';
 import { onEveryHost, onEveryHostSettled, pauseLead } from './barriers';
-import { commit, prepare, type CheckpointRun, type PauseBound, type Prepared } from './checkpoint-phases';
+import { commit, prepare, transferRequest, type CheckpointRun, type PauseBound, type Prepared } from './checkpoint-phases';
 import type { Resumed } from './checkpoint-record';
 import { checkCut, clockRefusals, snapshotGap, type CutSample } from './live-cut';
 import { reasonOf } from './validate';
@@ -90,7 +90,7 @@ function cutSamples(captured: Map<string, LiveCaptured[]>): CutSample[] {
 
 /** The background writes joined: progress arrives as transferProgress signals; no pause bound applies. */
 async function writeOut(run: CheckpointRun, prepared: Prepared): Promise<Map<string, SavedState[]>> {
-  const { cluster, checkpointId, runId, spec, progress } = run;
+  const { checkpointId, progress } = run;
   progress.phase('write');
   let ramBytes = 0;
   for (const report of prepared.reports.values()) {
@@ -102,14 +102,7 @@ async function writeOut(run: CheckpointRun, prepared: Prepared): Promise<Map<str
   // Generous: a background write runs at ~100-250 MiB/s here; allow 5 MiB/s and at least 2 minutes.
   const budget: Duration = `${Math.max(120, Math.ceil(ramBytes / (5 * 1024 * 1024)))} seconds`;
   const saved = await onEveryHost(run.byHost, (host, vms) =>
-    withSummary(run.hosts(host).transfer(budget), `write ${vmList(vms)} on host ${host} → ${stateFiles(checkpointId, vms)}`).finishLiveWrites({
-      cluster,
-      store: spec.store,
-      checkpointId,
-      runId,
-      vms,
-      progressWorkflowId: run.workflowId,
-    }),
+    withSummary(run.hosts(host).transfer(budget), `write ${vmList(vms)} on host ${host} → ${stateFiles(checkpointId, vms)}`).finishLiveWrites(transferRequest(run, vms)),
   );
   for (const states of saved.values()) for (const s of states) progress.setBytes(s.name, s.size, s.size);
   progress.vms(Object.keys(run.placement), 'running');

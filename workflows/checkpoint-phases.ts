@@ -183,6 +183,11 @@ export async function capture(run: CheckpointRun, prepared: Prepared, bound: Pau
   return { paused, frozen, sentAt };
 }
 
+/** What every step that writes state files is told: the checkpoint run, its VMs, where progress goes. */
+export function transferRequest(run: CheckpointRun, vms: string[]) {
+  return { cluster: run.cluster, store: run.spec.store, checkpointId: run.checkpointId, runId: run.runId, vms, progressWorkflowId: run.workflowId };
+}
+
 export interface Saved {
   /** Host → each VM's state file. */
   states: PhaseReports['saved'];
@@ -195,17 +200,12 @@ export interface Saved {
  * resume cannot break it. Progress arrives as transferProgress signals.
  */
 export async function finishSaves(run: CheckpointRun): Promise<Saved> {
-  const { cluster, checkpointId, runId, spec, progress } = run;
+  const { checkpointId, spec, progress } = run;
   progress.phase('save');
   const transferBudget: Duration = `${Math.max(5, Math.ceil(run.boundMs / 1000))} seconds`;
   const reports = await onEveryHost(run.byHost, async (host, vms) => {
     const report = await withSummary(run.hosts(host).transfer(transferBudget), `save ${vmList(vms)} on host ${host} → ${stateFiles(checkpointId, vms)}, resume each once saved`).finishSaves({
-      cluster,
-      store: spec.store,
-      checkpointId,
-      runId,
-      vms,
-      progressWorkflowId: run.workflowId,
+      ...transferRequest(run, vms),
       resumeEachWhenSaved: true,
       ...(spec.stateCompression ? { compression: spec.stateCompression } : {}),
     });

@@ -8,7 +8,7 @@ import type { VmTimestamp } from '../activities/host/types';
 import { barrierLead, onEveryHost, onEveryHostSettled, pauseLead } from './barriers';
 import { stateFiles, vmList, withSummary } from './summary';
 import { checkpointResult, resumedFrom, type CheckpointResult, type PhaseReports, type Resumed } from './checkpoint-record';
-import { commit, finish, prepare, undo, type CheckpointRun, type PauseBound, type Prepared } from './checkpoint-phases';
+import { commit, finish, prepare, transferRequest, undo, type CheckpointRun, type PauseBound, type Prepared } from './checkpoint-phases';
 
 /** The v1 protocol from the prepare on (the lock is held and the bound exists). */
 export async function checkpointV1(run: CheckpointRun, bound: PauseBound): Promise<CheckpointResult> {
@@ -75,19 +75,14 @@ async function freeze(run: CheckpointRun, prepared: Prepared): Promise<PhaseRepo
 
 /** The save barrier: every VM's state into its file; progress arrives as transferProgress signals. */
 async function save(run: CheckpointRun, prepared: Prepared): Promise<PhaseReports['saved']> {
-  const { cluster, checkpointId, runId, spec, progress } = run;
+  const { checkpointId, spec, progress } = run;
   progress.phase('save');
   for (const report of prepared.reports.values()) for (const vm of report.vms) progress.setBytes(vm.name, 0, vm.ramBytes);
   progress.vms(Object.keys(run.placement), 'saving');
   const transferBudget: Duration = `${Math.max(5, Math.ceil(run.boundMs / 1000))} seconds`;
   const saved = await onEveryHost(run.byHost, (host, vms) =>
     withSummary(run.hosts(host).transfer(transferBudget), `save ${vmList(vms)} on host ${host} → ${stateFiles(checkpointId, vms)}`).saveVmStates({
-      cluster,
-      store: spec.store,
-      checkpointId,
-      runId,
-      vms,
-      progressWorkflowId: run.workflowId,
+      ...transferRequest(run, vms),
       ...(spec.stateCompression ? { compression: spec.stateCompression } : {}),
     }),
   );
