@@ -9,7 +9,7 @@
 // Nothing here sends a packet anywhere: addresses exist only inside the namespaces the lab creates.
 // Everything is recorded with the janitor and removed by destroy().
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { janitor } from './janitor';
@@ -195,17 +195,25 @@ export class Lab {
     m.must(['mount', '--bind', `/tmp/${LAB_STORE}`, STORE], { cwd: '/' });
   }
 
-  /** Binds the real folder `source` read-only at `target` in every machine (e.g. the guest images). */
+  /**
+   * Makes the real folder `source` appear read-only at `target` in every machine (e.g. the guest images):
+   * bound where the machine can see it; copied in where it cannot — under the real /tmp (a clone of the
+   * repository in /tmp), which a machine's own /tmp hides.
+   */
   shareReadOnly(source: string, target: string): void {
+    const visible = !underTmp(source);
     for (const m of this.machines.values()) {
       mkdirSync(m.outside(target), { recursive: true });
-      m.must(['mount', '--bind', source, target], { cwd: '/' });
+      if (!visible) cpSync(source, m.outside(target), { recursive: true });
+      m.must(['mount', '--bind', visible ? source : target, target], { cwd: '/' });
       m.must(['mount', '-o', 'remount,bind,ro', target], { cwd: '/' });
     }
   }
 
   /** Hides a real folder from every machine (an empty read-only tmpfs over it). */
   hide(path: string): void {
+    // Under the real /tmp there is nothing to hide: a machine's /tmp is its own.
+    if (underTmp(path)) return;
     for (const m of this.machines.values()) m.must(['mount', '-t', 'tmpfs', '-o', 'ro,size=4k,mode=0755', 'tmpfs', path], { cwd: '/' });
   }
 
@@ -226,4 +234,9 @@ export class Lab {
     janitor.untrackMount(this.nsDir);
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** A path under the real /tmp, which no machine sees (each has its own /tmp). */
+function underTmp(path: string): boolean {
+  return path === '/tmp' || path.startsWith('/tmp/');
 }
