@@ -36,13 +36,19 @@ function markName(host: string, runId: string): string {
 export class StoreBarrier {
   private remaining: number;
   private marked: Promise<void> | undefined;
+  /** One reading of the marks per host, shared by every VM waiting on it. */
+  private reading: Promise<'marked' | 'deadline'> | undefined;
 
-  /** `hosts`: every host of the cut (this one included); `vms`: how many VMs this host stops. */
+  /**
+   * `hosts`: every host of the cut (this one included); `vms`: how many VMs this host stops; `until`: the
+   * latest any of them waits (host clock).
+   */
   constructor(
     private readonly ref: BarrierRef,
     private readonly host: string,
     private readonly hosts: readonly string[],
     vms: number,
+    private readonly until: number,
   ) {
     this.remaining = vms;
   }
@@ -59,11 +65,23 @@ export class StoreBarrier {
     await writeFile(join(dir, markName(this.host, this.ref.runId)), '');
   }
 
-  /** Resolves once every host has marked, or at `deadline` (host clock), whichever comes first. */
+  /** Resolves once every host has marked, or at `deadline` (host clock, at most `until`), whichever comes first. */
   async wait(deadline: number, vm: string): Promise<'marked' | 'deadline'> {
     // A test makes this host ignore the marks, so the gap alone decides (the negative control forced through).
     const ignoreMarks = await testHook('live:barrier', vm).then(() => false, () => true);
     if (ignoreMarks) return 'deadline';
+    this.reading ??= this.readMarks();
+    let timer: NodeJS.Timeout | undefined;
+    const atDeadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), Math.max(0, deadline - hostNow()))));
+    try {
+      return await Promise.race([this.reading, atDeadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Reads the marks until all are there ('marked') or `until` has passed ('deadline'). */
+  private async readMarks(): Promise<'marked' | 'deadline'> {
     const dir = barrierDir(this.ref);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const wanted = this.hosts.map((h) => markName(h, this.ref.runId));
@@ -82,11 +100,11 @@ export class StoreBarrier {
       }
     })();
     try {
-      while (hostNow() < deadline) {
+      while (hostNow() < this.until) {
         if (this.marked) await this.marked.catch(() => undefined);
         if (await allMarked()) return 'marked';
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, Math.max(0, Math.min(POLL_MS, deadline - hostNow())));
+          const timer = setTimeout(resolve, Math.max(0, Math.min(POLL_MS, this.until - hostNow())));
           wake = () => {
             clearTimeout(timer);
             resolve();

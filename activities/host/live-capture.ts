@@ -86,7 +86,7 @@ export async function captureLive(runtime: HostRuntime, req: LiveCaptureRequest)
     // right before each stop); then per VM, at once: freeze, snapshot at T + gap. Each VM's outcome is
     // awaited before a failure is reported, so no snapshot is still starting when the undo path runs.
     const barrier = { cluster: req.cluster, checkpointId: req.checkpointId, runId: req.runId, vms: todo.map((r) => r.name), pauseBoundMs: req.pauseBoundMs, notBefore: req.pauseAt };
-    const marks = req.barrierHosts ? new StoreBarrier(req, runtime.hostId, req.barrierHosts, todo.length) : undefined;
+    const marks = req.barrierHosts ? new StoreBarrier(req, runtime.hostId, req.barrierHosts, todo.length, req.snapshotAt) : undefined;
     const outcomes = await pauseAtBarrier(runtime, barrier, (record, _qmp, stopped) =>
       afterStop(runtime, req, { record, stopped, write: prepared.get(record.name) as LiveWrite, receivedAt, marks }).then(
         (value) => ({ ok: true as const, value }),
