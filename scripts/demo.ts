@@ -7,7 +7,7 @@ import { TestBed, ringSpec } from '../harness/testbed';
 import { freePort } from '../harness/ports';
 import { readConsole, ringErrors, ringTokens, waitForConsole } from '../harness/console';
 import { describeCheckpoint, describeRestart, ProgressPrinter, table } from '../client/render';
-import { tokensAtCheckpoint, sinceLastRestore } from '../harness/ring';
+import { tokensAtCheckpoint, sinceRestoreFrom } from '../harness/ring';
 import type { CheckpointResult, RestartResult } from '../client';
 import { checkpointWorkflowId, clusterWorkflowId, operationWorkflowId } from '../common/ids';
 
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
     const rows = [['VM', 'HOST', 'TOKEN AT CHECKPOINT', 'REACHED BEFORE KILL (lost)', 'FIRST TOKEN AFTER RESTART', 'EXACT SUCCESSOR?', 'ERRORS']];
     let allGood = true;
     for (const vm of VMS) {
-      const after = sinceLastRestore(bed.consoleLog(vm.host, CLUSTER, vm.name), ckpt.checkpointId);
+      const after = sinceRestoreFrom(manifest, vm.name, bed.consoleLog(vm.host, CLUSTER, vm.name));
       const first = ringTokens(after)[0]?.value;
       const expected = (atCheckpoint.get(vm.name) ?? 0n) + BigInt(VMS.length);
       const errors = ringErrors(after);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { TestBed, guestImageDir } from '../harness/testbed';
 import { readConsole, waitForConsole } from '../harness/console';
 import type { ClusterSpecInput } from '../common/spec';
-import { sinceLastRestore } from './helpers/ring-check';
+import { consoleAtPause, sinceLastRestore, sinceRestoreFrom } from '../harness/ring';
 import { journalErrors, journalWrites, verifyJournalDisk } from './helpers/journal';
 
 const CLUSTER = 'journal';
@@ -61,7 +61,7 @@ test('checkpoint, keep writing, kill, restart: the journal continues exactly fro
   const { manifest } = await bed.vccr.checkpoints.show(CLUSTER, result.checkpointId);
   const vm = manifest.vms[0];
   assert.ok(vm?.console && vm.disks[0], 'the manifest records the console and the frozen disk');
-  const atCheckpoint = wrote(readConsole(vm.console.path, 0, vm.console.offsetAtPause)).at(-1) ?? -1;
+  const atCheckpoint = wrote(consoleAtPause(vm).text).at(-1) ?? -1;
   t.diagnostic(`last record reported before the checkpoint: ${atCheckpoint}; frozen layer ${vm.disks[0].frozen}`);
 
   // The VM goes on writing after the checkpoint...
@@ -79,10 +79,10 @@ test('checkpoint, keep writing, kill, restart: the journal continues exactly fro
   assert.equal((await bed.killAllVms()).length, 1);
   await bed.vccr.restart(CLUSTER, { checkpointId: result.checkpointId });
   const deadline = Date.now() + 60_000;
-  let after = sinceLastRestore(consolePath, result.checkpointId);
+  let after = sinceRestoreFrom(manifest, vm.name, consolePath);
   while (wrote(after).length < 20 && journalErrors(after).length === 0 && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 200));
-    after = sinceLastRestore(consolePath, result.checkpointId);
+    after = sinceRestoreFrom(manifest, vm.name, consolePath);
   }
   assert.deepEqual(journalErrors(after), [], 'no disk-behind/ahead-of-memory error after the restore');
   const seqs = wrote(after);

@@ -260,7 +260,7 @@ export async function restoreAndVerify(bed: TestBed, checkpointId: string): Prom
   const { manifest } = await bed.vccr.checkpoints.show(CLUSTER, checkpointId);
   await Promise.all([
     assertRingContinued(bed, CLUSTER, manifest, HOME, 5, RING.map((v) => v.name)),
-    assertJournalContinued(bed, CLUSTER, manifest, JOURNAL.name, JOURNAL.host),
+    assertJournalContinued(bed.consoleLog(JOURNAL.host, CLUSTER, JOURNAL.name), manifest, JOURNAL.name),
     assertMemfillContinued(bed, CLUSTER, manifest, HEAVY.name, HEAVY.host),
   ]);
 }

@@ -14,7 +14,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker, NativeConnection } from '@temporalio/worker';
 import type { TestBed } from '../../harness/testbed';
-import { readConsole } from '../../harness/console';
+import { consoleAtPause } from '../../harness/ring';
 import { QmpClient } from '../../activities/qmp';
 import { sleep } from '../../node/proc';
 import { writeFileAtomic } from '../../node/fsutil';
@@ -662,7 +662,7 @@ describe('negative controls: a bad restore is caught', () => {
     const heavy = manifest.vms.find((vm) => vm.name === HEAVY.name);
     assert.ok(heavy?.console);
     const state = readFileSync(join(bed.store, CLUSTER, 'neg-page', heavy.state.file));
-    const lastAlive = memfillAlive(readConsole(heavy.console.path, 0, heavy.console.offsetAtPause)).at(-1) ?? 0;
+    const lastAlive = memfillAlive(consoleAtPause(heavy).text).at(-1) ?? 0;
     const copies = locateSoonCheckedPage(state, lastAlive);
     assert.ok(copies.length > 0, 'found a page memfill will check within seconds in the state file');
     // The same guest page may be in the stream more than once (the last copy wins on load): flip each.

@@ -6,7 +6,7 @@ import { guestImageDir, type TestBed } from '../../harness/testbed';
 import { readConsole, waitForConsole } from '../../harness/console';
 import type { ClusterSpecInput } from '../../common/spec';
 import type { Manifest } from '../../common/manifest';
-import { sinceLastRestore } from './ring-check';
+import { consoleAtPause, sinceRestoreFrom } from '../../harness/ring';
 
 /** Three ranks on two hosts. */
 export const MPI_VMS = [
@@ -51,18 +51,19 @@ export const mpiIterations = (text: string) => [...text.matchAll(/^MPI ITER (\d+
 export function mpiIterationAtCheckpoint(manifest: Manifest): number {
   const rank0 = manifest.vms.find((v) => v.name === 'mpi0');
   assert.ok(rank0?.console, 'the manifest records rank 0 console');
-  return mpiIterations(readConsole(rank0.console.path, 0, rank0.console.offsetAtPause)).at(-1) ?? 0;
+  return mpiIterations(consoleAtPause(rank0).text).at(-1) ?? 0;
 }
 
 /**
  * After a restore from `checkpointId`: the job goes on from the iteration after the checkpoint, without an
  * MPI error or relaunch, and finishes with the independently computed checksum. Returns its last lines.
  */
-export async function assertMpiFinishedFrom(rank0: string, checkpointId: string, atCheckpoint: number, iterations: number): Promise<string> {
+export async function assertMpiFinishedFrom(rank0: string, manifest: Manifest, iterations: number): Promise<string> {
+  const atCheckpoint = mpiIterationAtCheckpoint(manifest);
   const restoredFrom = readConsole(rank0).lastIndexOf('=== vccr: restoring');
   const done = await waitForConsole(rank0, /^MPI RESULT (OK|FAIL).*$/m, { from: restoredFrom, timeoutMs: 600_000 });
   await waitForConsole(rank0, /^VCCR-WORKLOAD-EXIT code=\d+$/m, { from: restoredFrom, timeoutMs: 60_000 });
-  const after = sinceLastRestore(rank0, checkpointId);
+  const after = sinceRestoreFrom(manifest, 'mpi0', rank0);
   assert.doesNotMatch(after, /^MPI (ERROR|LAUNCH)/m, 'no MPI error and no relaunch after the restore');
   assert.equal(mpiIterations(after)[0], atCheckpoint + 1, 'the job continues from the iteration after the checkpoint');
   assert.equal(done[0], `MPI RESULT OK checksum=${expectedChecksum(3, iterations, 4096)}`);
@@ -147,6 +148,6 @@ export async function checkpointMpiMidRun(bed: TestBed, cluster: string, iterati
   await bed.vccr.restart(cluster, { checkpointId: result.checkpointId });
   return [
     `${live ? 'live' : 'stop'} checkpoint of the MPI cluster: downtime ${result.downtimeMs} ms, ${result.totalBytes} bytes`,
-    `after the restore: ${await assertMpiFinishedFrom(rank0, result.checkpointId, atCheckpoint, iterations)}`,
+    `after the restore: ${await assertMpiFinishedFrom(rank0, manifest, iterations)}`,
   ];
 }

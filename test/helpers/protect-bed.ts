@@ -8,11 +8,9 @@ import { join } from 'node:path';
 import { TestBed, guestImageDir } from '../../harness/testbed';
 import { readConsole, ringErrors, ringTokens, waitForConsole } from '../../harness/console';
 import type { ClusterSpecInput } from '../../common/spec';
-import { sleep } from '../../node/proc';
-import type { Manifest } from '../../common/manifest';
-import { journalErrors, journalWrites } from './journal';
 
 export { journalErrors, journalWrites, verifyJournalDisk } from './journal';
+export { assertJournalContinued, journalAtCheckpoint } from './continuation';
 
 export const RING_VMS = [
   { name: 'ring0', host: 'a' },
@@ -70,27 +68,6 @@ export function headerChain(top: string): string[] {
 export function runningChain(store: string, cluster: string, vm: string, disk: string): string[] {
   const c = JSON.parse(readFileSync(join(store, cluster, '_disks', vm, disk, 'chain.json'), 'utf8')) as { active: string; backing: string[] };
   return [c.active, ...c.backing];
-}
-
-/** The journal records the writer had reported when the checkpoint paused it. */
-export function journalAtCheckpoint(manifest: Manifest): number {
-  const vm = manifest.vms.find((v) => v.name === JOURNAL_VM.name);
-  assert.ok(vm?.console, 'the manifest records the journal VM console');
-  return journalWrites(readConsole(vm.console.path, 0, vm.console.offsetAtPause)).at(-1) ?? -1;
-}
-
-/** After a restore from `checkpointId`: the journal goes on from the record after the checkpoint, without error. */
-export async function assertJournalContinued(path: string, checkpointId: string, atCheckpoint: number, sinceRestore: (p: string, id: string) => string): Promise<void> {
-  const deadline = Date.now() + 90_000;
-  let text = sinceRestore(path, checkpointId);
-  while (journalWrites(text).length < 10 && journalErrors(text).length === 0 && Date.now() < deadline) {
-    await sleep(200);
-    text = sinceRestore(path, checkpointId);
-  }
-  assert.deepEqual(journalErrors(text), [], 'no disk-behind/ahead-of-memory error after the restore');
-  const seqs = journalWrites(text);
-  assert.ok(seqs.length >= 10, `the journal goes on after the restore (${seqs.length} records)`);
-  assert.equal(seqs[0], atCheckpoint + 1, 'the first record after the restore follows the last one before the checkpoint');
 }
 
 /** The ring nodes print tokens and no error since the console offset `from`. */

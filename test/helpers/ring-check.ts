@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import type { Manifest } from '../../common/manifest';
 import type { TestBed } from '../../harness/testbed';
 import { ringErrors, ringTokens, waitForConsole } from '../../harness/console';
-import { sinceLastRestore, tokensAtCheckpoint } from '../../harness/ring';
+import { sinceLastRestore, sinceRestoreFrom, tokensAtCheckpoint } from '../../harness/ring';
 
-export { sinceLastRestore, tokensAtCheckpoint };
+export { sinceLastRestore, sinceRestoreFrom, tokensAtCheckpoint };
 
 /**
  * After a restart from `manifest`: every node's first token is the exact successor (for that node) of the
@@ -34,10 +34,10 @@ export async function assertRingContinued(
       const pattern = new RegExp(`(?:^RING TOKEN .*\\n){${minTokens}}`, 'm');
       await waitForConsole(path, pattern, { from: 0, timeoutMs: 60_000 }).catch(() => undefined);
       const deadline = Date.now() + 60_000;
-      let text = sinceLastRestore(path, manifest.checkpointId);
+      let text = sinceRestoreFrom(manifest, vm.name, path);
       while (ringTokens(text).length < minTokens && ringErrors(text).length === 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 100));
-        text = sinceLastRestore(path, manifest.checkpointId);
+        text = sinceRestoreFrom(manifest, vm.name, path);
       }
       assert.deepEqual(ringErrors(text), [], `${vm.name}: no ring error after the restore`);
       const tokens = ringTokens(text);
