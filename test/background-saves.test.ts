@@ -53,3 +53,23 @@ test('abort reaches the save; an unjoined failure is no unhandled rejection', as
     process.off('unhandledRejection', onUnhandled);
   }
 });
+
+test("the store barrier's early resume: one per VM and run; finishSaves confirms the cut and gets its resume time", async () => {
+  const saves = new BackgroundSaves();
+  const key = BackgroundSaves.key('c', 'ck', 'run-1', 'vm0');
+  let starts = 0;
+  const start = async (confirmed: Promise<'marked'>) => {
+    starts++;
+    // Stands for the marks that never all arrive: only finishSaves' confirmation lets it go ahead.
+    await confirmed;
+    return { name: 'vm0', at: 42, receivedAt: 40 };
+  };
+  saves.resumeEarly(key, start);
+  saves.resumeEarly(key, start);
+  assert.equal(starts, 1, 'a retried capture does not start a second early resume');
+  assert.equal(saves.earlyResume(BackgroundSaves.key('c', 'ck', 'run-2', 'vm0')), undefined, "another run's finishSaves finds none");
+  assert.deepEqual(await saves.earlyResume(key), { name: 'vm0', at: 42, receivedAt: 40 });
+  void saves.ensure(key, async () => saved('vm0'));
+  saves.forget(key);
+  assert.equal(saves.earlyResume(key), undefined, 'forgotten with its save');
+});

@@ -4,7 +4,7 @@
 // what earlier phases returned; the records they write are built by the pure functions of
 // checkpoint-record.ts. A phase's activity calls, timers and search-attribute updates are commands that
 // recorded histories replay: keep their order (ARCHITECTURE.md, "Upgrading the controller").
-import { ApplicationFailure, CancellationScope, isCancellation, log, sleep, uuid4, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, isCancellation, log, patched, sleep, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { CheckpointInput } from '../common/workflow-inputs';
 import { defaultCheckpointId } from '../common/names';
@@ -151,10 +151,14 @@ export interface Captured {
   sentAt: number;
 }
 
+/** Marks executions whose hosts resume through the store barrier; earlier ones wait for finishSaves. */
+const STOP_STORE_BARRIER = 'stop-store-barrier';
+
 /**
  * The pause barrier: every host stops its VMs at one instant, confirms them paused, freezes their disks and
  * starts their saves, all without a round trip through the workflow. Once every host has answered, every
- * VM of the cut is paused: the cut is fixed, and from then on any VM may resume.
+ * VM of the cut is paused: the cut is fixed, and from then on any VM may resume. With the store barrier, a
+ * host learns that from the other hosts' marks in the store and resumes each saved VM without waiting for us.
  */
 export async function capture(run: CheckpointRun, prepared: Prepared, bound: PauseBound): Promise<Captured> {
   const { cluster, checkpointId, runId, spec, progress } = run;
@@ -162,6 +166,7 @@ export async function capture(run: CheckpointRun, prepared: Prepared, bound: Pau
   bound.arm();
   for (const report of prepared.reports.values()) for (const vm of report.vms) progress.setBytes(vm.name, 0, vm.ramBytes);
   progress.vms(Object.keys(run.placement), 'pausing');
+  const barrierHosts = patched(STOP_STORE_BARRIER) ? { barrierHosts: [...run.byHost.keys()] } : {};
   const sentAt = Date.now();
   const pauseAt = sentAt + pauseLead(prepared.sentAt, [...prepared.reports.values()].map((r) => r.receivedAt));
   const reports = await onEveryHost(run.byHost, (host, hostVms) =>
@@ -175,6 +180,7 @@ export async function capture(run: CheckpointRun, prepared: Prepared, bound: Pau
       notBefore: pauseAt,
       progressWorkflowId: run.workflowId,
       ...(spec.stateCompression ? { compression: spec.stateCompression } : {}),
+      ...barrierHosts,
     }),
   );
   progress.vms(Object.keys(run.placement), 'saving');

@@ -18,7 +18,7 @@ import { hostNow } from './clock';
 import { consoleSize } from './launch';
 import { configureMigration, MigrationError, prepareBackgroundSnapshot, type BackgroundSnapshot, type PreparedSnapshot, type RunStateChange, type SnapshotSink } from './migration';
 import { detachedSink, joinWriter, readStatus, writerOutcome } from './live-writer';
-import { clearBarrierMark, StoreBarrier } from './live-barrier';
+import { clearBarrierMark, StoreBarrier } from './store-barrier';
 import type { VmRecord } from './registry';
 import type { HostRuntime } from './runtime';
 import { completedEarlier } from './save-step';

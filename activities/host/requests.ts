@@ -64,6 +64,11 @@ export const captureRequestSchema = z
     store: absolutePathSchema,
     progressWorkflowId: workflowIdSchema,
     compression: stateCodecSchema.optional(),
+    /**
+     * Every host of the cut: the host resumes each VM once its state is durable and all of them have marked
+     * their VMs paused (store-barrier.ts), instead of waiting for finishSaves. Absent: finishSaves resumes.
+     */
+    barrierHosts: z.array(nameSchema).min(1).max(1024).optional(),
   })
   .strict();
 
@@ -213,7 +218,7 @@ export const liveCaptureRequestSchema = pauseRequestSchema
     snapshotAt: epochMs,
     /**
      * Every host of the cut: a host starts its snapshots as soon as all of them have marked their VMs
-     * stopped in the checkpoint folder (live-barrier.ts), snapshotAt at the latest.
+     * stopped in the checkpoint folder (store-barrier.ts), snapshotAt at the latest.
      */
     barrierHosts: z.array(nameSchema).min(1).max(1024).optional(),
   })

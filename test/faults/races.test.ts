@@ -591,6 +591,48 @@ async function traceController(during: () => Promise<void>): Promise<TracedCall[
 
 // ---- ordering chaos ------------------------------------------------------------------------------------------
 
+// ---- the store barrier: hosts resume on the other hosts' marks, never before every VM is paused ---------
+
+describe('store barrier (stop mode)', () => {
+  /** Every VM's resume (QEMU's RESUME) comes after every VM's pause (QEMU's STOP): the cut held. */
+  function assertCutHeld(result: { vms: Array<{ name: string; pausedAt: number; resumedAt?: number }> }): { lastPause: number; firstResume: number; lastResume: number } {
+    const lastPause = Math.max(...result.vms.map((v) => v.pausedAt));
+    const resumes = result.vms.map((v) => v.resumedAt ?? Number.NaN);
+    assert.ok(resumes.every(Number.isFinite), 'every VM was resumed');
+    const firstResume = Math.min(...resumes);
+    assert.ok(firstResume >= lastPause, `no VM resumed (first at ${firstResume}) before the last one paused (${lastPause})`);
+    return { lastPause, firstResume, lastResume: Math.max(...resumes) };
+  }
+
+  test('the hosts resume their saved VMs without waiting for finishSaves', { timeout: 180_000 }, async (t) => {
+    const started = Date.now();
+    const delayMs = 4000;
+    for (const host of ['a', 'b']) bed.setHooks(host, { points: { 'step:finishSaves': { delayMs } } });
+    const result = await bed.vccr.checkpoint(CLUSTER, { checkpointId: 'store-barrier' });
+    bed.clearHooks();
+    assert.ok('vms' in result, 'the checkpoint committed');
+    const { lastPause, lastResume } = assertCutHeld(result);
+    t.diagnostic(`downtime ${result.downtimeMs} ms with finishSaves held back ${delayMs} ms`);
+    assert.ok(lastResume - lastPause < delayMs, `every VM ran again ${lastResume - lastPause} ms after the last pause, before finishSaves (${delayMs} ms)`);
+    await restoreAndVerify(bed, 'store-barrier');
+    note('store barrier: finishSaves late', 'committed, restored', started, result.downtimeMs, `downtime ${result.downtimeMs} ms`);
+  });
+
+  test("a host that pauses late holds the other host's resumes until its VMs are paused", { timeout: 180_000 }, async (t) => {
+    const started = Date.now();
+    bed.setHooks('b', { points: { 'pause:before-stop@vm1': { delayMs: 1500, once: true } } });
+    const result = await bed.vccr.checkpoint(CLUSTER, { checkpointId: 'store-barrier-late' });
+    bed.clearHooks();
+    assert.ok('vms' in result, 'the checkpoint committed');
+    const { lastPause, firstResume } = assertCutHeld(result);
+    const vm1 = result.vms.find((v) => v.name === 'vm1');
+    assert.equal(vm1?.pausedAt, lastPause, 'vm1 paused last');
+    t.diagnostic(`vm1 paused ${lastPause - Math.min(...result.vms.map((v) => v.pausedAt))} ms after the first VM; first resume ${firstResume - lastPause} ms after it`);
+    await restoreAndVerify(bed, 'store-barrier-late');
+    note('store barrier: one host pauses late', 'committed, restored', started, result.downtimeMs, `downtime ${result.downtimeMs} ms`);
+  });
+});
+
 test(`ordering chaos: random 0-1 s delays before every step of one host (${CHAOS_RUNS} runs)`, { timeout: CHAOS_RUNS * 150_000 }, async (t) => {
   for (let run = 1; run <= CHAOS_RUNS; run++) {
     const started = Date.now();

@@ -1,10 +1,13 @@
-// The store barrier of a live capture. Each host marks in the checkpoint folder (on the shared store) that
-// every VM it captures is stopped; a host starts its snapshots — which resume its guests — as soon as every
-// host of the cut has marked, or at T + gap, whichever comes first. With the marks, every guest is stopped
-// before any guest runs again by causality through the store (a mark is written after its host's stops, read
-// before any resume), whatever the hosts' clocks say; the gap only bounds the wait for a host that is slow or
-// whose mark is not visible yet. Either way the workflow's cut check, from QEMU's own STOP/RESUME times,
-// decides whether the checkpoint commits.
+// The store barrier: each host marks in the checkpoint folder (on the shared store) that every VM it captures
+// is stopped; once a host has read every host's mark, every guest of the cut is stopped, by causality through
+// the store (a mark is written after its host's stops, read before any resume), whatever the hosts' clocks
+// say — so its guests may run again without waiting for the workflow to say so.
+//   live mode  a host starts its snapshots (which resume its guests) once every host has marked, or at
+//              T + gap, whichever comes first; the workflow's cut check, from QEMU's own STOP/RESUME times,
+//              decides whether the checkpoint commits
+//   stop mode  a host resumes each VM once its state file is durable and every host has marked; a host
+//              that does not see every mark within a short window leaves its VMs to the workflow's
+//              finishSaves, as without the barrier
 import { watch } from 'node:fs';
 import { mkdir, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,7 +29,7 @@ export interface BarrierRef {
 }
 
 function barrierDir(ref: BarrierRef): string {
-  return join(storeLayout.checkpointDir(ref.store, ref.cluster, ref.checkpointId), '.live-barrier');
+  return join(storeLayout.checkpointDir(ref.store, ref.cluster, ref.checkpointId), '.barrier');
 }
 
 function markName(host: string, runId: string): string {
@@ -82,8 +85,10 @@ export class StoreBarrier {
 
   /** Reads the marks until all are there ('marked') or `until` has passed ('deadline'). */
   private async readMarks(): Promise<'marked' | 'deadline'> {
+    // This host's own mark makes the folder; a reading never does: one that outlives the marks' cleanup
+    // (clearBarrierMark) must not leave an empty folder behind in the checkpoint.
+    if (this.marked) await this.marked.catch(() => undefined);
     const dir = barrierDir(this.ref);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
     const wanted = this.hosts.map((h) => markName(h, this.ref.runId));
     const allMarked = async () => {
       const present = new Set(await readdir(dir).catch(() => [] as string[]));
@@ -100,9 +105,11 @@ export class StoreBarrier {
       }
     })();
     try {
-      while (hostNow() < this.until) {
+      for (;;) {
         if (this.marked) await this.marked.catch(() => undefined);
+        // Read at least once: a wait that begins after `until` still sees marks that are all there.
         if (await allMarked()) return 'marked';
+        if (hostNow() >= this.until) return 'deadline';
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, Math.max(0, Math.min(POLL_MS, this.until - hostNow())));
           wake = () => {
@@ -111,7 +118,6 @@ export class StoreBarrier {
           };
         });
       }
-      return 'deadline';
     } finally {
       watcher?.close();
     }
