@@ -30,6 +30,8 @@ export const storeLayout = {
   checkpointDir: (store: string, cluster: string, id: string) => join(store, cluster, id),
   manifest: (store: string, cluster: string, id: string) => join(store, cluster, id, 'manifest.json'),
   stateFile: (store: string, cluster: string, id: string, vm: string) => join(store, cluster, id, stateFileName(vm)),
+  /** The store barrier's marks of the runs using this checkpoint folder (activities/host/store-barrier.ts). */
+  barrierDir: (store: string, cluster: string, id: string) => join(store, cluster, id, '.barrier'),
   diskDir: (store: string, cluster: string, vm: string, disk: string) => join(store, cluster, '_disks', vm, disk),
   diskLayer: (store: string, cluster: string, vm: string, disk: string, label: string) =>
     join(store, cluster, '_disks', vm, disk, `${label}.qcow2`),

@@ -1,7 +1,8 @@
 // checkpointCluster: the stop-mode protocol (ARCHITECTURE.md, "Checkpoint"), read as its phases
 // (checkpoint-phases.ts):
-//   prepare → capture (pause barrier; hosts freeze disks and start saves on their own) →
-//   finishSaves (each VM resumes once its own state is durable) → commit (manifest) → finish
+//   prepare → capture (pause barrier; hosts freeze disks and start saves on their own, and resume each VM
+//   once its state is durable and every host's mark is on the store) → finishSaves (joins the saves; resumes
+//   what the store barrier did not) → commit (manifest) → finish
 // Mode 'live' runs checkpoint-live.ts instead: prepare → capture → cut check → write → commit → finish.
 // Until the commit, any failure — an activity error, a dead host, the pause bound running out, a cancel —
 // runs undo: resume every VM that may still be paused, remove the partial files, record why it failed.

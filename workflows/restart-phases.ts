@@ -138,13 +138,20 @@ export interface Loaded {
   sentAt: number;
 }
 
-/** The load barrier: every state file streamed into its VM (hashed again on the way). */
+/** Marks executions whose hosts resume on the store barrier once every VM has loaded. */
+const RESTORE_STORE_BARRIER = 'restore-store-barrier';
+
+/**
+ * The load barrier: every state file streamed into its VM (hashed again on the way). With the store
+ * barrier, each host also resumes its VMs as soon as every host has marked its VMs loaded on the store.
+ */
 export async function load(run: RestartRun, plan: RestartPlan): Promise<Loaded> {
   const { cluster, store, progress } = run;
   const { checkpointId, manifest } = plan;
   progress.phase('load');
   progress.vms(Object.keys(plan.placement), 'loading');
   for (const vm of manifest.vms) progress.setBytes(vm.name, 0, vm.state.size);
+  const barrier = patched(RESTORE_STORE_BARRIER) ? { resumeWhenAllLoaded: { hosts: [...plan.targets.keys()], runId: workflowInfo().runId } } : {};
   const sentAt = Date.now();
   const vms = await onEveryHost(plan.targets, (host, hostVms) =>
     withSummary(plan.hosts(host).transfer('1 hour'), `load ${vmList(hostVms)} on host ${host} ← ${stateFiles(checkpointId, hostVms)}`).loadVmStates({
@@ -153,16 +160,25 @@ export async function load(run: RestartRun, plan: RestartPlan): Promise<Loaded> 
       checkpointId,
       vms: hostVms.map((vm) => ({ name: vm, ...stateOf(manifest, vm) })),
       progressWorkflowId: run.workflowId,
+      ...barrier,
     }),
   );
   progress.vms(Object.keys(plan.placement), 'loaded');
   return { vms, sentAt };
 }
 
-/** The resume barrier, timed as for a checkpoint: all hosts cont together. Any VM that does not run fails the restart. */
+/**
+ * The resume barrier, timed as for a checkpoint: all hosts cont together. Any VM that does not run fails the
+ * restart. Where the store barrier resumed every VM already, there is nothing left to do but report that.
+ */
 export async function resume(run: RestartRun, plan: RestartPlan, loaded: Loaded): Promise<Map<string, VmTimestamp[]>> {
   const { progress } = run;
   progress.phase('resume');
+  const early = resumedOnLoad(loaded);
+  if (early) {
+    progress.vms(Object.keys(plan.placement), 'running');
+    return early;
+  }
   const resumeAt = Date.now() + barrierLead(loaded.sentAt, [...loaded.vms.values()].flat().map((t) => t.receivedAt ?? loaded.sentAt));
   progress.vms(Object.keys(plan.placement), 'resuming');
   const resumed = await onEveryHost(plan.targets, async (host, vms) => {
@@ -170,10 +186,19 @@ export async function resume(run: RestartRun, plan: RestartPlan, loaded: Loaded)
     if (report.failed.length) {
       throw ApplicationFailure.nonRetryable(`could not resume ${report.failed.map((f) => `${f.name} (${f.reason})`).join(', ')}`, 'ResumeFailed');
     }
-    return report.resumed;
+    // A VM the store barrier resumed already ran from then on (this cont found it running).
+    const earlier = new Map((loaded.vms.get(host) ?? []).map((v) => [v.name, v.resumedAt]));
+    return report.resumed.map((r) => ({ ...r, at: earlier.get(r.name) ?? r.at }));
   });
   progress.vms(Object.keys(plan.placement), 'running');
   return resumed;
+}
+
+/** Host → each VM's resume time, when the store barrier resumed every VM during the load; else undefined. */
+function resumedOnLoad(loaded: Loaded): Map<string, VmTimestamp[]> | undefined {
+  const entries = [...loaded.vms];
+  if (!entries.every(([, vms]) => vms.every((v) => v.resumedAt !== undefined))) return undefined;
+  return new Map(entries.map(([host, vms]) => [host, vms.map((v) => ({ name: v.name, at: v.resumedAt ?? v.at, ...(v.receivedAt !== undefined ? { receivedAt: v.receivedAt } : {}) }))]));
 }
 
 /** Garbage collection, still under the cluster lock, then the lock back with where the VMs run now. */

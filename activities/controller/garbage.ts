@@ -1,5 +1,5 @@
 // Garbage collection of disk layers: deletes layers under <store>/<cluster>/_disks that no committed
-// manifest and no running VM's chain (chain.json) names. It runs only under the cluster lock (the delete
+// manifest and no running VM's chain (chain.json) names (and the store barrier's leftover marks). It runs only under the cluster lock (the delete
 // and restart workflows hold it), so no checkpoint adds layers meanwhile; and it deletes a layer only when
 // it can prove nothing needs it: if it cannot read a checkpoint folder, a manifest or the store, it stops
 // and says what it could not read.
@@ -126,6 +126,7 @@ async function isLayerFile(layer: string, realDisksDir: string): Promise<boolean
  * `open`: chains the hosts reported their running VMs have open (kept whatever the store says).
  */
 export async function collectGarbage(req: { store: string; cluster: string; open?: string[][] }): Promise<GarbageReport> {
+  await removeBarrierMarks(req.store, req.cluster);
   let named: Set<string>;
   let layers: string[];
   try {
@@ -146,4 +147,22 @@ export async function collectGarbage(req: { store: string; cluster: string; open
   }
   if (removedLayers.length) log.info({ cluster: req.cluster, removed: removedLayers.length }, 'removed unreferenced disk layers');
   return { removedLayers, removedPartials: [] };
+}
+
+/**
+ * The store barrier's marks left in checkpoint folders (a restore's, or those of a run that died before it
+ * removed its own). Garbage collection runs under the cluster lock, so no operation is reading them; an
+ * entry that is a link is never followed.
+ */
+async function removeBarrierMarks(store: string, cluster: string): Promise<void> {
+  const entries = await readdir(storeLayout.clusterDir(store, cluster), { withFileTypes: true }).catch(() => [] as Dirent[]);
+  let removed = 0;
+  for (const entry of entries) {
+    if (!entry.isDirectory() || entry.name.startsWith('_')) continue;
+    const dir = storeLayout.barrierDir(store, cluster, entry.name);
+    if (!(await lstat(dir).catch(() => undefined))?.isDirectory()) continue;
+    await rm(dir, { recursive: true, force: true });
+    removed++;
+  }
+  if (removed) log.info({ cluster, folders: removed }, 'removed store barrier marks left in checkpoint folders');
 }

@@ -36,7 +36,7 @@ export async function captureVms(runtime: HostRuntime, req: CaptureRequest, prog
   const paused = await pauseAtBarrier(runtime, req, async (record, qmp, stopped): Promise<VmTimestamp> => {
     // A retried capture finds the VM stopped already (no STOP event): its run state is what counts.
     await requirePaused(qmp, record.name, 'after its stop');
-    marks?.stopped();
+    marks?.reached();
     const offset = consoleSize(record);
     if (record.disks.length) {
       frozen.push(await runtime.exclusive(req.cluster, record.name, () => freezeVm(runtime, req, runtime.requireVm(req.cluster, record.name))));

@@ -141,7 +141,7 @@ interface Stopped {
 async function afterStop(runtime: HostRuntime, req: LiveCaptureRequest, { record, stopped, write, receivedAt, marks }: Stopped): Promise<LiveCaptured> {
   if (write.captured) return write.captured;
   const vm = record.name;
-  marks?.stopped();
+  marks?.reached();
   try {
     const consoleOffset = consoleSize(record);
     const frozen = await freezeVm(runtime, req, record);

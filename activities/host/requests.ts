@@ -125,6 +125,12 @@ export const loadRequestSchema = z
     checkpointId: checkpointIdSchema,
     vms: z.array(z.object({ name: nameSchema, size: z.number().int().positive(), sha256: sha256Hex, codec: stateCodecSchema.optional() }).strict()).min(1).max(1024),
     progressWorkflowId: workflowIdSchema,
+    /**
+     * Every host of the restart, and its workflow run: once all of its VMs have loaded, the host marks so on
+     * the store and resumes them as soon as every host has (store-barrier.ts); each VM's entry then carries
+     * `resumedAt`. Absent: the workflow's resume step resumes them.
+     */
+    resumeWhenAllLoaded: z.object({ hosts: z.array(nameSchema).min(1).max(1024), runId: runIdSchema }).strict().optional(),
   })
   .strict();
 

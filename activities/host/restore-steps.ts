@@ -1,11 +1,14 @@
 // The host's part of a restart: check the state files, launch each VM waiting for its state, stream the
-// state in. The cluster is resumed by resumeVms once every VM of every host has loaded (the load barrier).
+// state in. The cluster runs again once every VM of every host has loaded: with the store barrier, each host
+// resumes its VMs as soon as it has read every host's "loaded" mark (store-barrier.ts); otherwise, or where a
+// host did not, the workflow's resume step (resumeVms) does.
 import { Context, ApplicationFailure } from '@temporalio/activity';
 import { hostNow } from './clock';
 import { join } from 'node:path';
 import { sha256File } from '../../node/hasher';
 import { launchVm } from './launch';
-import { loadFromStream } from './migration';
+import { loadFromStream, resumeVm } from './migration';
+import { StoreBarrier } from './store-barrier';
 import { storeLayout } from '../../common/store-layout';
 import { testHook } from '../test-hooks';
 import type { HostRuntime } from './runtime';
@@ -49,13 +52,52 @@ export async function loadVmStates(
 ): Promise<VmTimestamp[]> {
   const signal = Context.current().cancellationSignal;
   const receivedAt = hostNow();
-  return Promise.all(
+  const loaded = await Promise.all(
     req.vms.map((vm) =>
       runtime.exclusive(req.cluster, vm.name, async () => {
         const before = await loadOne(runtime, req, vm, { signal, onProgress: (bytes) => reportProgress(vm.name, bytes, vm.size) });
         return { name: vm.name, at: hostNow(), before, receivedAt };
       }),
     ),
+  );
+  return req.resumeWhenAllLoaded ? resumeOnceAllLoaded(runtime, req, req.resumeWhenAllLoaded, loaded, signal) : loaded;
+}
+
+/**
+ * How long a host whose VMs have all loaded reads the other hosts' marks before it leaves the resume to the
+ * workflow's resume step (which cannot come before every host's load has ended anyway).
+ */
+const LOADED_MARKS_WINDOW_MS = 60_000;
+
+/**
+ * The store barrier of a restore: marks this host's VMs loaded and, once every host has marked, `cont`s
+ * them. A VM not resumed here (the marks not all seen in time, the step cancelled, its cont failed) is left
+ * to the workflow's resume step, which also reports why it could not run.
+ */
+async function resumeOnceAllLoaded(
+  runtime: HostRuntime,
+  req: LoadRequest,
+  barrier: NonNullable<LoadRequest['resumeWhenAllLoaded']>,
+  loaded: VmTimestamp[],
+  signal: AbortSignal,
+): Promise<VmTimestamp[]> {
+  const until = hostNow() + LOADED_MARKS_WINDOW_MS;
+  const marks = new StoreBarrier({ store: req.store, cluster: req.cluster, checkpointId: req.checkpointId, runId: barrier.runId }, runtime.hostId, barrier.hosts, loaded.length, until);
+  for (const _ of loaded) marks.reached();
+  const cancelled = new Promise<'cancelled'>((resolve) => signal.addEventListener('abort', () => resolve('cancelled'), { once: true }));
+  if ((await Promise.race([marks.wait(until, loaded[0]?.name ?? ''), cancelled])) !== 'marked') return loaded;
+  return Promise.all(
+    loaded.map(async (entry): Promise<VmTimestamp> => {
+      try {
+        const qmp = await runtime.qmp(runtime.requireVm(req.cluster, entry.name));
+        await testHook('resume:before-cont', entry.name);
+        const resumed = await resumeVm(qmp, entry.name);
+        return { ...entry, resumedAt: resumed.repliedAtMs };
+      } catch (err) {
+        runtime.log.warn({ cluster: req.cluster, vm: entry.name, err: err instanceof Error ? err.message : String(err) }, 'not resumed on the store barrier; the resume step will');
+        return entry;
+      }
+    }),
   );
 }
 

@@ -8,6 +8,10 @@
 //   stop mode  a host resumes each VM once its state file is durable and every host has marked; a host
 //              that does not see every mark within a short window leaves its VMs to the workflow's
 //              finishSaves, as without the barrier
+//   restore    a mark says every VM of the host has loaded its state; a host resumes its VMs once every
+//              host has marked, else the workflow's resume step does
+// Marks are removed by finishSaves / the live writes' end, and whatever is left (a restore's, a crashed
+// run's) by garbage collection, which runs under the cluster lock when no operation can be reading them.
 import { watch } from 'node:fs';
 import { mkdir, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -29,7 +33,7 @@ export interface BarrierRef {
 }
 
 function barrierDir(ref: BarrierRef): string {
-  return join(storeLayout.checkpointDir(ref.store, ref.cluster, ref.checkpointId), '.barrier');
+  return storeLayout.barrierDir(ref.store, ref.cluster, ref.checkpointId);
 }
 
 function markName(host: string, runId: string): string {
@@ -43,8 +47,8 @@ export class StoreBarrier {
   private reading: Promise<'marked' | 'deadline'> | undefined;
 
   /**
-   * `hosts`: every host of the cut (this one included); `vms`: how many VMs this host stops; `until`: the
-   * latest any of them waits (host clock).
+   * `hosts`: every host of the cut (this one included); `vms`: how many VMs of this host must reach the
+   * barrier; `until`: the latest any of them waits (host clock).
    */
   constructor(
     private readonly ref: BarrierRef,
@@ -56,10 +60,14 @@ export class StoreBarrier {
     this.remaining = vms;
   }
 
-  /** One of this host's VMs is stopped; the last one writes the host's mark. */
-  stopped(): void {
+  /** One of this host's VMs reached the barrier (stopped, loaded); the last one writes the host's mark. */
+  reached(): void {
     this.remaining -= 1;
-    if (this.remaining === 0) this.marked = this.mark();
+    if (this.remaining !== 0) return;
+    this.marked = this.mark();
+    // A mark that cannot be written (a read-only or full store) only means no host resumes early; a reading
+    // awaits it too, but nobody may be reading, and an unhandled rejection would end the worker.
+    this.marked.catch(() => undefined);
   }
 
   private async mark(): Promise<void> {

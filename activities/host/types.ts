@@ -88,6 +88,8 @@ export interface VmTimestamp {
   receivedAt?: number;
   /** Bytes in the VM's console log at that moment (what the guest had printed when it was paused). */
   consoleOffset?: number;
+  /** A load: when the host resumed the VM on the store barrier (epoch ms, after its `cont`), if it did. */
+  resumedAt?: number;
 }
 
 export type FreezeRequest = z.infer<typeof requests.freezeRequestSchema>;

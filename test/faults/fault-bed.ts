@@ -257,6 +257,11 @@ export function report(r: FaultRecord): void {
  */
 export async function restoreAndVerify(bed: TestBed, checkpointId: string): Promise<void> {
   await bed.vccr.restart(CLUSTER, { checkpointId, force: true });
+  await assertContinuedFrom(bed, checkpointId);
+}
+
+/** After a restart from `checkpointId`: the ring, the journal and memfill carry on exactly from it. */
+export async function assertContinuedFrom(bed: TestBed, checkpointId: string): Promise<void> {
   const { manifest } = await bed.vccr.checkpoints.show(CLUSTER, checkpointId);
   await Promise.all([
     assertRingContinued(bed, CLUSTER, manifest, HOME, 5, RING.map((v) => v.name)),

@@ -32,6 +32,7 @@ import {
   PauseMonitor,
   RUNS,
   assertClusterHealthy,
+  assertContinuedFrom,
   assertStoreClean,
   report,
   restoreAndVerify,
@@ -593,7 +594,7 @@ async function traceController(during: () => Promise<void>): Promise<TracedCall[
 
 // ---- the store barrier: hosts resume on the other hosts' marks, never before every VM is paused ---------
 
-describe('store barrier (stop mode)', () => {
+describe('store barrier: hosts resume on the marks of the others (checkpoint and restart)', () => {
   /** Every VM's resume (QEMU's RESUME) comes after every VM's pause (QEMU's STOP): the cut held. */
   function assertCutHeld(result: { vms: Array<{ name: string; pausedAt: number; resumedAt?: number }> }): { lastPause: number; firstResume: number; lastResume: number } {
     const lastPause = Math.max(...result.vms.map((v) => v.pausedAt));
@@ -630,6 +631,23 @@ describe('store barrier (stop mode)', () => {
     t.diagnostic(`vm1 paused ${lastPause - Math.min(...result.vms.map((v) => v.pausedAt))} ms after the first VM; first resume ${firstResume - lastPause} ms after it`);
     await restoreAndVerify(bed, 'store-barrier-late');
     note('store barrier: one host pauses late', 'committed, restored', started, result.downtimeMs, `downtime ${result.downtimeMs} ms`);
+  });
+
+  test('a restart: the hosts resume once every VM has loaded, without waiting for the resume step', { timeout: 180_000 }, async (t) => {
+    const started = Date.now();
+    const delayMs = 4000;
+    for (const host of ['a', 'b']) bed.setHooks(host, { points: { 'step:resumeVms': { delayMs } } });
+    const result = await bed.vccr.restart(CLUSTER, { checkpointId: 'base', force: true });
+    bed.clearHooks();
+    assert.ok('vms' in result, 'the restart completed');
+    const lastLoad = Math.max(...result.vms.map((v) => v.loadedAt));
+    const resumes = result.vms.map((v) => v.resumedAt);
+    assert.ok(Math.min(...resumes) >= lastLoad, `no VM resumed (first at ${Math.min(...resumes)}) before the last one loaded (${lastLoad})`);
+    const after = Math.max(...resumes) - lastLoad;
+    t.diagnostic(`restore ${result.restoreMs} ms; every VM ran ${after} ms after the last load (the resume step held back ${delayMs} ms)`);
+    assert.ok(after < delayMs, `every VM ran again ${after} ms after the last load, before the resume step (${delayMs} ms)`);
+    await assertContinuedFrom(bed, 'base');
+    note('store barrier: restart, resume step late', 'restored', started, 0, `restore ${result.restoreMs} ms`);
   });
 });
 
